@@ -1,0 +1,190 @@
+"""The command line: parse, call the core, print. Nothing else lives here."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+
+from .errors import SlurmcError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+app = typer.Typer(
+    name="slurmc",
+    help="Run containerized jobs on Slurm clusters.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+site_app = typer.Typer(help="Inspect and check site configurations.", no_args_is_help=True)
+app.add_typer(site_app, name="site")
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    typer.echo(f"slurmc: error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def handle_errors(func: F) -> F:
+    """Turn domain errors into one line on stderr and a non-zero exit, never a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except SlurmcError as exc:
+            raise fail(str(exc), exc.exit_code) from None
+        except KeyboardInterrupt:
+            raise fail("interrupted", 130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"slurmc {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Run containerized jobs on Slurm clusters."""
+
+
+@app.command(
+    context_settings={"allow_interspersed_args": True},
+    no_args_is_help=True,
+)
+@handle_errors
+def run(
+    image: str = typer.Argument(
+        ..., help="Image: a registry reference (ns/repo:tag), a .sif/.sqsh/.sqfs file, or a URI."
+    ),
+    command: list[str] = typer.Argument(None, help="The command to run, after `--`."),
+    site: str = typer.Option(None, "--site", help="Site name or site file (else $SLURMC_SITE)."),
+    partition: str = typer.Option(None, "--partition", "-p"),
+    account: str = typer.Option(None, "--account", "-A"),
+    nodes: str = typer.Option(None, "--nodes", "-N"),
+    ntasks_per_node: str = typer.Option(None, "--ntasks-per-node"),
+    cpus_per_task: str = typer.Option(None, "--cpus-per-task", "-c"),
+    gpus_per_node: str = typer.Option(None, "--gpus-per-node"),
+    mem: str = typer.Option(None, "--mem"),
+    time: str = typer.Option(None, "--time", "-t"),
+    job_name: str = typer.Option(None, "--job-name", "-J"),
+    output: str = typer.Option(None, "--output", "-o"),
+    error: str = typer.Option(None, "--error", "-e"),
+    array: str = typer.Option(None, "--array", "-a"),
+    dependency: str = typer.Option(None, "--dependency", "-d"),
+    comment: str = typer.Option(None, "--comment"),
+    sbatch_arg: list[str] = typer.Option(
+        None, "--sbatch-arg", help="Any other sbatch option, as --option=value (repeatable)."
+    ),
+    bind: list[str] = typer.Option(None, "--bind", "-B", help="SRC[:DST[:OPTS]] (repeatable)."),
+    env: list[str] = typer.Option(None, "--env", help="NAME=VALUE in the container (repeatable)."),
+    conda: bool = typer.Option(
+        None, "--conda/--no-conda", help="Force $WITH_CONDA activation on or off."
+    ),
+    cache_dir: list[str] = typer.Option(
+        None, "--cache-dir", help="Image cache root, before the site's ($SLURMC_CACHE_DIR)."
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the script; submit nothing."),
+    interactive: bool = typer.Option(
+        False, "--interactive", help="Run under salloc in the foreground; exit with its status."
+    ),
+    parsable: bool = typer.Option(False, "--parsable", help="Print only the job id."),
+) -> None:
+    """Run COMMAND in IMAGE on the cluster: slurmc run [OPTIONS] IMAGE -- COMMAND..."""
+    from . import launch
+
+    request = launch.JobRequest(
+        image=image,
+        command=tuple(command or ()),
+        resources={
+            "partition": partition,
+            "account": account,
+            "nodes": nodes,
+            "ntasks_per_node": ntasks_per_node,
+            "cpus_per_task": cpus_per_task,
+            "gpus_per_node": gpus_per_node,
+            "mem": mem,
+            "time": time,
+            "job_name": job_name,
+            "output": output,
+            "error": error,
+            "array": array,
+            "dependency": dependency,
+            "comment": comment,
+        },
+        extra=tuple(sbatch_arg or ()),
+        binds=tuple(bind or ()),
+        env=tuple(env or ()),
+        conda=None if conda is None else ("with_conda" if conda else "none"),
+        cache_dirs=tuple(cache_dir or ()),
+        interactive=interactive,
+    )
+    environ = dict(os.environ)
+    job = launch.plan_for_site(request, site, environ, os.getcwd())
+    if dry_run:
+        text = launch.render_step(job) if interactive else launch.render_batch(job)
+        sys.stdout.write(text)
+        return
+    if interactive:
+        raise typer.Exit(launch.run_interactive(job, environ, os.getcwd()))
+    result = launch.submit(job, environ, os.getcwd())
+    if parsable:
+        typer.echo(result.submission.job_id)
+        return
+    where = f" on cluster {result.submission.cluster}" if result.submission.cluster else ""
+    typer.echo(f"Submitted job {result.submission.job_id}{where} (site {job.site.name})")
+    if result.output:
+        typer.echo(f"Output: {result.output}")
+
+
+@site_app.command("list")
+@handle_errors
+def site_list() -> None:
+    """List the known sites and where each is defined."""
+    from .sites import load_site_file, site_files
+
+    for name, path in sorted(site_files(dict(os.environ)).items()):
+        try:
+            desc = load_site_file(path).description
+        except SlurmcError as exc:
+            desc = f"INVALID: {exc}"
+        typer.echo(f"{name:<14} {desc}  [{path}]")
+
+
+@site_app.command("show")
+@handle_errors
+def site_show(
+    name: str = typer.Argument(None, help="Site name or file (default: resolved)."),
+) -> None:
+    """Show a site's settings, as slurmc reads them."""
+    from .sites import resolve_site
+
+    site = resolve_site(name, dict(os.environ))
+    from .launch import describe_site
+
+    typer.echo(describe_site(site))
+
+
+@site_app.command("check")
+@handle_errors
+def site_check(path: str = typer.Argument(..., help="A site TOML file.")) -> None:
+    """Validate a site file; exit non-zero with the first problem found."""
+    from .sites import load_site_file
+
+    site = load_site_file(path)
+    typer.echo(f"{path}: ok (site {site.name}, runtime {site.runtime})")

@@ -1,0 +1,229 @@
+"""From a user's request to a fully resolved, validated :class:`Job`.
+
+Everything here is checked before anything runs: a bad value stops the command
+with one line naming the field, and no job is submitted.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from .errors import ValidationError
+from .quoting import Quoted, comment, directive, has_control, sh, sh_join
+from .refs import parse_image
+from .resolve import ResolvedImage, resolve_image
+from .resources import Resources, with_defaults
+from .runtimes import Runtime, get_runtime
+from .sites import Site, bundled_dir, config_home, expand
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """What the user asked for, as typed."""
+
+    image: str
+    command: tuple[str, ...]
+    resources: Mapping[str, str | None] = field(default_factory=dict)
+    extra: tuple[str, ...] = ()
+    binds: tuple[str, ...] = ()
+    env: tuple[str, ...] = ()
+    conda: str | None = None  # None: the site's setting
+    cache_dirs: tuple[str, ...] = ()
+    interactive: bool = False
+
+
+@dataclass(frozen=True)
+class Job:
+    site: Site
+    runtime: Runtime
+    image: ResolvedImage
+    command: tuple[str, ...]
+    resources: Resources
+    binds: tuple[str, ...]
+    env: tuple[tuple[str, str], ...]
+    conda: str  # "with_conda" | "none" | "auto"
+    gpu_vendor: str
+    template_path: tuple[str, ...]
+
+    # ---- what templates print (all quoted) ---------------------------------------------
+    @property
+    def directives(self) -> list[Quoted]:
+        return [directive(flag, value) for flag, value in self.resources.options()]
+
+    @property
+    def executable(self) -> Quoted:
+        return sh(self.site.executable)
+
+    @property
+    def image_arg(self) -> Quoted:
+        return sh(self.runtime.image_arg(self.image.path))
+
+    @property
+    def gpu_flags(self) -> list[Quoted]:
+        return [sh(f) for f in self.runtime.gpu_flags(self.gpu_vendor)]
+
+    @property
+    def bind_list(self) -> Quoted:
+        """Binds as one comma-separated word (apptainer -B, pyxis --container-mounts)."""
+        return sh(",".join(self.binds))
+
+    @property
+    def bind_words(self) -> list[Quoted]:
+        return [sh(b) for b in self.binds]
+
+    @property
+    def env_pairs(self) -> list[tuple[Quoted, Quoted]]:
+        return [(Quoted(k), sh(v)) for k, v in self.env]
+
+    @property
+    def env_names(self) -> Quoted:
+        return Quoted(",".join(k for k, _ in self.env))
+
+    @property
+    def env_csv(self) -> list[Quoted]:
+        """``K=V`` for apptainer's --env, CSV-quoted where the value needs it (pflag)."""
+        out = []
+        for k, v in self.env:
+            item = f"{k}={v}"
+            if any(c in item for c in ',"\n\r'):
+                buf = io.StringIO()
+                csv.writer(buf, quoting=csv.QUOTE_ALL, lineterminator="").writerow([item])
+                item = buf.getvalue()
+            out.append(sh(item))
+        return out
+
+    @property
+    def entry(self) -> Quoted:
+        """The command inside the container, with conda activation where asked.
+
+        The activation is single-quoted so that ``$WITH_CONDA`` expands inside the
+        container, never on the host; the user's words follow as ``"$@"``, so they
+        arrive byte for byte whatever they hold.
+        """
+        var = self.site.conda_variable
+        if self.conda == "with_conda":
+            script = f'${var} && exec "$@"'
+        elif self.conda == "auto":
+            script = f'if [ -n "${{{var}:-}}" ]; then ${var} || exit; fi; exec "$@"'
+        else:
+            return sh_join(self.command)
+        return Quoted(f"bash -c {sh(script)} slurmc {sh_join(self.command)}")
+
+    @property
+    def header(self) -> list[Quoted]:
+        lines = [
+            f"Rendered by slurmc for site {self.site.name} (runtime {self.runtime.name}).",
+            f"Image: {self.image.spec.text} -> {self.image.path}",
+        ]
+        return [comment(line) for line in lines]
+
+
+def _default_job_name(command: tuple[str, ...]) -> str:
+    base = os.path.basename(command[0]) if command else "job"
+    base = re.sub(r"[^A-Za-z0-9_.-]", "_", base)[:40] or "job"
+    return f"slurmc-{base}"
+
+
+def _check_bind(bind: str, runtime: Runtime, cwd: str) -> str:
+    if has_control(bind) or "," in bind or not bind:
+        raise ValidationError(
+            f"--bind: {bind!r} may not be empty or hold commas or control characters"
+        )
+    parts = bind.split(":")
+    if len(parts) > 3 or any(p == "" for p in parts):
+        raise ValidationError(f"--bind: {bind!r} is not SRC[:DST[:OPTIONS]]")
+    if runtime.name == "charliecloud" and len(parts) == 3:
+        raise ValidationError(f"--bind: {bind!r}: ch-run binds take SRC[:DST], no options")
+    if len(parts) > 1 and not parts[1].startswith("/"):
+        raise ValidationError(f"--bind: {bind!r}: the destination must be an absolute path")
+    if not parts[0].startswith("/") and not parts[0].startswith("$"):
+        parts[0] = os.path.normpath(os.path.join(cwd, parts[0]))
+    return ":".join(parts)
+
+
+def _parse_env(items: tuple[str, ...]) -> list[tuple[str, str]]:
+    out = []
+    for item in items:
+        name, eq, value = item.partition("=")
+        if not eq or not _ENV_NAME.match(name):
+            raise ValidationError(f"--env: {item!r} is not NAME=VALUE")
+        out.append((name, value))
+    return out
+
+
+def template_path(site: Site, env: Mapping[str, str]) -> tuple[str, ...]:
+    """Where templates are looked up: the user's, the site's, then slurmc's own."""
+    dirs = [str(config_home(env) / "templates")]
+    if site.templates:
+        dirs.append(site.templates)
+    dirs.append(str(bundled_dir("templates")))
+    return tuple(d for d in dirs if os.path.isdir(d))
+
+
+def plan(request: JobRequest, site: Site, env: Mapping[str, str], cwd: str) -> Job:
+    """Validate and resolve everything a job needs; raise before anything runs."""
+    if not request.command:
+        raise ValidationError("no command given; put it after `--`, e.g. -- python train.py")
+    runtime = get_runtime(site.runtime)
+
+    given = dict(request.resources)
+    if given.get("account") is None and site.account_env and env.get(site.account_env):
+        given["account"] = env[site.account_env]
+    if given.get("account") is None and site.account_required:
+        source = f" or set ${site.account_env}" if site.account_env else ""
+        raise ValidationError(f"site {site.name} needs an account: pass --account{source}")
+    if given.get("partition") is None and site.default_partition:
+        given["partition"] = site.default_partition
+    partition = site.partition(given.get("partition"))
+    values = with_defaults(given, partition.defaults, site.defaults)
+    if values.get("job_name") is None:
+        values["job_name"] = _default_job_name(request.command)
+    if request.interactive:
+        for name in ("output", "error", "array"):
+            if values.get(name) is not None:
+                raise ValidationError(f"--{name} does not apply to --interactive jobs")
+    elif values.get("output") is None:
+        values["output"] = "%x-%A_%a.out" if values.get("array") else "%x-%j.out"
+    resources = Resources(**values, extra=request.extra)
+
+    for word in request.command:
+        if "\x00" in word:
+            raise ValidationError("the command holds a NUL byte, which no process can receive")
+
+    spec = parse_image(request.image)
+    cache_roots = list(request.cache_dirs)
+    if spec.kind == "ref":  # expand the site's roots only when they are needed
+        cache_roots += [expand(c, env, f"{site.source}: images.cache") for c in site.cache]
+    image = resolve_image(spec, runtime, cache_roots, cwd=cwd, env=env)
+
+    binds = tuple(_check_bind(b, runtime, cwd) for b in (*site.binds, *request.binds))
+    env_items = list(site.env.items()) + _parse_env(request.env)
+    for name, value in env_items:
+        if "\x00" in value:
+            raise ValidationError(f"--env: the value of {name} holds a NUL byte")
+    conda = request.conda or site.conda
+    return Job(
+        site=site,
+        runtime=runtime,
+        image=image,
+        command=tuple(request.command),
+        resources=resources,
+        binds=binds,
+        env=tuple(env_items),
+        conda=conda,
+        gpu_vendor=partition.gpu_vendor,
+        template_path=template_path(site, env),
+    )
+
+
+def expand_output(pattern: str, job_id: str, job_name: str, user: str) -> str:
+    """Fill Slurm's filename pattern for a single job, to tell the user where to look."""
+    repl = {"j": job_id, "A": job_id, "x": job_name, "u": user, "%": "%"}
+    return re.sub(r"%([%jAxu])", lambda m: repl[m.group(1)], pattern)

@@ -1,0 +1,88 @@
+"""Run a job: plan it, render it, hand it to a backend. The CLI's one entry to the core."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+from .backends import Backend, Submission, get_backend
+from .job import Job, JobRequest, expand_output, plan
+from .render import render_batch, render_step
+from .sites import Site, resolve_site
+
+__all__ = [
+    "JobRequest",
+    "describe_site",
+    "plan_for_site",
+    "render_batch",
+    "render_step",
+    "run_interactive",
+    "submit",
+]
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    submission: Submission
+    output: str | None
+
+
+def plan_for_site(
+    request: JobRequest, site_flag: str | None, env: Mapping[str, str], cwd: str
+) -> Job:
+    site = resolve_site(site_flag, env)
+    if not request.cache_dirs and env.get("SLURMC_CACHE_DIR"):
+        dirs = tuple(d for d in env["SLURMC_CACHE_DIR"].split(os.pathsep) if d)
+        request = replace(request, cache_dirs=dirs)
+    return plan(request, site, env, cwd)
+
+
+def _backend(job: Job, env: Mapping[str, str]) -> Backend:
+    return get_backend(env.get("SLURMC_BACKEND") or job.site.backend)
+
+
+def submit(job: Job, env: Mapping[str, str], cwd: str) -> SubmitResult:
+    script = render_batch(job)  # render (and fail) before the backend is touched
+    submission = _backend(job, env).submit(script, cwd=cwd)
+    output = None
+    if job.resources.output and not job.resources.array:
+        name = expand_output(
+            job.resources.output,
+            submission.job_id,
+            job.resources.job_name or "",
+            env.get("USER", ""),
+        )
+        output = os.path.normpath(os.path.join(cwd, name))
+    return SubmitResult(submission, output)
+
+
+def run_interactive(job: Job, env: Mapping[str, str], cwd: str) -> int:
+    step = render_step(job)
+    return _backend(job, env).run_interactive(job.resources.argv(), step, cwd=cwd)
+
+
+def describe_site(site: Site) -> str:
+    lines = [
+        f"site:        {site.name}  ({site.source})",
+        f"description: {site.description}",
+        f"runtime:     {site.runtime} ({site.executable})",
+        f"backend:     {site.backend}",
+        f"cache:       {', '.join(site.cache) or '-'}",
+        f"catalogs:    {', '.join(site.catalogs) or '-'}",
+        f"conda:       {site.conda} (${site.conda_variable})",
+        f"binds:       {', '.join(site.binds) or '-'}",
+        f"env:         {', '.join(f'{k}={v}' for k, v in site.env.items()) or '-'}",
+        f"account:     {'$' + site.account_env if site.account_env else '-'}"
+        + (" (required)" if site.account_required else ""),
+        f"defaults:    {', '.join(f'{k}={v}' for k, v in site.defaults.items()) or '-'}",
+        "partitions:",
+    ]
+    for p in site.partitions.values():
+        mark = " (default)" if p.name == site.default_partition else ""
+        gpus = f"{p.gpus_per_node} x {p.gpu_vendor} GPU" if p.gpu_vendor != "none" else "no GPUs"
+        cores = f", {p.cores_per_node} cores" if p.cores_per_node else ""
+        lines.append(f"  {p.name}{mark}: {gpus}{cores}")
+    for kind, ref in site.default_images.items():
+        lines.append(f"default image {kind}: {ref}")
+    return "\n".join(lines)

@@ -1,0 +1,74 @@
+"""Render sbatch scripts from Jinja2 templates: a pure function of the job.
+
+Templates may only print values that went through a quoting filter (``|q`` for
+bash words, values prepared as :class:`~slurmc.quoting.Quoted` by the job);
+printing a raw string is a template error, so a site's or user's override
+cannot splice an unquoted value into a script by accident.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+from . import __version__
+from .errors import TemplateError
+from .quoting import Quoted, sh, sh_join
+
+if TYPE_CHECKING:
+    import jinja2
+
+    from .job import Job
+
+
+def _finalize(value: Any) -> Any:
+    if isinstance(value, Quoted | int) and not isinstance(value, bool):
+        return value
+    if value is None or value == "":
+        return ""
+    raise TemplateError(
+        f"template prints the unquoted value {str(value)[:40]!r}; pass it through |q"
+    )
+
+
+@lru_cache(maxsize=8)
+def _environment(search_path: tuple[str, ...]) -> jinja2.Environment:
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(list(search_path)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        finalize=_finalize,
+        autoescape=False,
+    )
+    env.filters["q"] = sh
+    env.filters["qjoin"] = sh_join
+    return env
+
+
+def render(template: str, search_path: Sequence[str], **context: Any) -> str:
+    import jinja2
+
+    env = _environment(tuple(search_path))
+    try:
+        return env.get_template(template).render(version=Quoted(__version__), **context)
+    except jinja2.TemplateNotFound as exc:
+        raise TemplateError(
+            f"template {exc.name!r} not found in {', '.join(search_path)}"
+        ) from None
+    except jinja2.TemplateError as exc:
+        raise TemplateError(f"template {template}: {exc}") from None
+
+
+def render_batch(job: Job) -> str:
+    """The whole sbatch script: directives, then the launch step."""
+    return render("sbatch.sh.j2", job.template_path, job=job)
+
+
+def render_step(job: Job) -> str:
+    """Only the launch step (what ``salloc`` runs in the foreground)."""
+    return render("step.sh.j2", job.template_path, job=job)

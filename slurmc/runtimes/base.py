@@ -1,0 +1,60 @@
+"""The contract of a container runtime.
+
+A runtime says how it names a cached image, which flag gives a container the
+partition's GPUs, how the image is written on its command line, and which
+launch template wraps the user's command. Adding a runtime is adding one
+module here and one template in ``templates/launch/``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import InvalidReferenceError
+from ..refs import DEFAULT_DOMAIN, ImageRef
+
+_FILENAME_MAX = 255
+
+
+@dataclass(frozen=True)
+class Runtime:
+    name: str = ""
+    #: launch template, relative to the templates directory
+    template: str = ""
+    #: suffix of an image file in the cache (apptainer: none, like Determined's layout)
+    suffix: str = ""
+    #: whether the runtime needs the job's working directory mounted explicitly
+    mounts_workdir: bool = False
+
+    def gpu_flags(self, vendor: str) -> list[str]:
+        """Flags that expose the partition's GPUs (``amd``, ``nvidia`` or ``none``)."""
+        return []
+
+    def image_arg(self, path: str) -> str:
+        """How a resolved image file is named on this runtime's command line."""
+        return path
+
+    def cache_relpath(self, ref: ImageRef) -> str:
+        """The image's file name under a cache root (Determined's layout).
+
+        ``determinedai/environments:TAG`` stays as it is, so caches written by
+        manage-singularity-cache are used as they are; official images keep
+        ``library/`` and other registries keep their host, so the mapping is
+        injective; the result is relative and never contains ``..``.
+        """
+        first = ref.path.split("/", 1)[0]
+        keep_domain = ref.domain != DEFAULT_DOMAIN or "." in first or first == "localhost"
+        name = f"{ref.domain}/{ref.path}" if keep_domain else ref.path
+        if ref.effective_tag:
+            name += f":{ref.effective_tag}"
+        if ref.digest:
+            name += f"@{ref.digest}"
+        name += self.suffix
+        parts = name.split("/")
+        if any(p in ("", ".", "..") for p in parts):  # impossible by the grammar; kept as a guard
+            raise InvalidReferenceError(f"{ref}: cannot be mapped to a cache file name")
+        if any(len(p.encode()) > _FILENAME_MAX for p in parts):
+            raise InvalidReferenceError(
+                f"{ref}: a component is longer than {_FILENAME_MAX} bytes and cannot be a file name"
+            )
+        return name

@@ -1,0 +1,8 @@
+set -euo pipefail
+# Single quotes are deliberate: these words expand inside the container.
+# shellcheck disable=SC2016
+srun singularity exec --nv \
+    -B /data:/data:ro \
+    --env '"MY_VAR=a b,c"' \
+    '/shared/images/demo image.sif' \
+    python train.py --lr 3e-4 'it'\''s $HOME' $'a\x0ab' '#SBATCH -p evil'

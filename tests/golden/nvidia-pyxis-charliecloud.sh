@@ -1,0 +1,18 @@
+#!/bin/bash
+#SBATCH --job-name=slurmc-python
+#SBATCH --account=project_465000001
+#SBATCH --partition=gpu
+#SBATCH --gpus-per-node=2
+#SBATCH --time=30:00
+#SBATCH --output=%x-%j.out
+#
+# Rendered by slurmc for site nvidia-pyxis (runtime charliecloud).
+# Image: /shared/images/demo image.sif -> /shared/images/demo image.sif
+set -euo pipefail
+export MY_VAR='a b,c'
+export USER="${USER:-$(id -un)}"
+# Single quotes are deliberate: these words expand inside the container.
+# shellcheck disable=SC2016
+srun ch-run -b /data:/data -c "$PWD" \
+    '/shared/images/demo image.sif' -- \
+    python train.py --lr 3e-4 'it'\''s $HOME' $'a\x0ab' '#SBATCH -p evil'

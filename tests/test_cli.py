@@ -1,0 +1,156 @@
+"""The CLI through Typer's CliRunner: exit codes and one-line messages."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from slurmc.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def env(clean_env, monkeypatch, tmp_path):
+    for k in list(os.environ):
+        if k.startswith(("SLURMC_", "SLURM_", "PROJECT_ID")):
+            monkeypatch.delenv(k, raising=False)
+    for k, v in clean_env.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "img.sif").write_bytes(b"")
+    return clean_env
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def one_line_error(result, text: str) -> None:
+    assert result.exit_code != 0
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1, result.output
+    assert lines[0].startswith("slurmc: error: ") and text in lines[0]
+    assert "Traceback" not in result.output
+
+
+def test_dry_run_prints_the_script_and_submits_nothing(env, fp):
+    r = invoke(
+        "run",
+        "--site",
+        "lumi",
+        "-A",
+        "p",
+        "--partition",
+        "small-g",
+        "--gpus-per-node",
+        "2",
+        "--time",
+        "30:00",
+        "--dry-run",
+        "./img.sif",
+        "--",
+        "python",
+        "my-script.py",
+        "--lr",
+        "3e-4",
+    )
+    assert r.exit_code == 0, r.output
+    assert r.output.startswith("#!/bin/bash\n")
+    assert "srun singularity exec --rocm" in r.output
+    assert "slurmc python my-script.py --lr 3e-4" in r.output
+    assert fp.call_count(["sbatch", fp.any()]) == 0
+
+
+def test_submit_prints_job_id_and_output_path(env, fp, tmp_path):
+    fp.register(["sbatch", "--parsable"], stdout="4242\n")
+    r = invoke("run", "--site", "devcluster", "./img.sif", "--", "hostname")
+    assert r.exit_code == 0, r.output
+    assert "Submitted job 4242 (site devcluster)" in r.output
+    assert f"Output: {tmp_path}/slurmc-hostname-4242.out" in r.output
+    fp.register(["sbatch", "--parsable"], stdout="4243;dev\n")
+    r = invoke("run", "--site", "devcluster", "--parsable", "./img.sif", "--", "hostname")
+    assert r.output == "4243\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "text"),
+    [
+        (("run", "--site", "devcluster", "Not/A:ref!", "--", "x"), "invalid image reference"),
+        (("run", "--site", "devcluster", "./nope.sif", "--", "x"), "does not exist"),
+        (("run", "--site", "nosuch", "./img.sif", "--", "x"), "unknown site 'nosuch'"),
+        (("run", "./img.sif", "--", "x"), "no site given"),
+        (("run", "--site", "devcluster", "--time", "soon", "./img.sif", "--", "x"), "--time"),
+        (
+            (
+                "run",
+                "--site",
+                "devcluster",
+                "--job-name",
+                "a\n#SBATCH -p x",
+                "./img.sif",
+                "--",
+                "x",
+            ),
+            "control character",
+        ),
+        (
+            ("run", "--site", "devcluster", "--comment", "a\n#SBATCH -p x", "./img.sif", "--", "x"),
+            "control character",
+        ),
+        (("run", "--site", "devcluster", "./img.sif"), "no command given"),
+        (("run", "--site", "lumi", "./img.sif", "--", "x"), "needs an account"),
+        (("run", "--site", "devcluster", "ubuntu:22.04", "--", "x"), "not in the cache"),
+        (("site", "show", "nosuch"), "unknown site"),
+    ],
+)
+def test_bad_input_is_one_line_and_submits_nothing(env, fp, args, text):
+    fp.allow_unregistered(False)
+    result = invoke(*args)
+    one_line_error(result, text)
+    assert fp.call_count(["sbatch", fp.any()]) == 0
+
+
+def test_invalid_site_file(env, tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[runtime]\nkind = "docker"\n')
+    one_line_error(invoke("site", "check", str(bad)), "key 'runtime.kind'")
+    one_line_error(invoke("run", "--site", str(bad), "./img.sif", "--", "x"), "runtime.kind")
+    good = tmp_path / "good.toml"
+    good.write_text('[runtime]\nkind = "podman"\n')
+    assert invoke("site", "check", str(good)).exit_code == 0
+
+
+def test_site_list_and_show(env):
+    r = invoke("site", "list")
+    assert r.exit_code == 0 and "lumi" in r.output and "nvidia-pyxis" in r.output
+    r = invoke("site", "show", "lumi")
+    assert r.exit_code == 0 and "small-g: 8 x amd GPU, 56 cores" in r.output
+
+
+def test_sbatch_failure_is_one_line(env, fp):
+    fp.register(
+        ["sbatch", "--parsable"],
+        returncode=1,
+        stderr="sbatch: error: Batch job submission failed: Invalid account\n",
+    )
+    one_line_error(invoke("run", "--site", "devcluster", "./img.sif", "--", "x"), "Invalid account")
+
+
+def test_installed_console_script_smoke():
+    exe = shutil.which("slurmc")
+    assert exe, "the slurmc console script is not installed"
+    r = subprocess.run([exe, "--version"], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.startswith("slurmc ")
+    r = subprocess.run(
+        [exe, "run", "--site", "nosuch", "x.sif", "--", "x"],
+        capture_output=True,
+        text=True,
+        cwd=Path.home(),
+    )
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr

@@ -1,0 +1,127 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from slurmc.errors import ImageNotFoundError, ValidationError
+from slurmc.job import JobRequest, expand_output, plan
+from slurmc.quoting import has_control
+from slurmc.sites import load_site
+
+
+@pytest.fixture
+def image(tmp_path: Path) -> Path:
+    path = tmp_path / "img.sif"
+    path.write_bytes(b"x")
+    return path
+
+
+def request(image: Path, **resources: str | None) -> JobRequest:
+    return JobRequest(image=str(image), command=("python", "train.py"), resources=resources)
+
+
+def test_account_comes_from_the_project_variable(image, clean_env):
+    lumi = load_site("lumi", clean_env)
+    job = plan(request(image), lumi, {**clean_env, "PROJECT_ID": "project_465000001"}, "/tmp")
+    assert job.resources.account == "project_465000001"
+    with pytest.raises(ValidationError, match=r"pass --account or set \$PROJECT_ID"):
+        plan(request(image), lumi, clean_env, "/tmp")
+
+
+def test_partition_sets_gpu_vendor_and_defaults(image, clean_env):
+    lumi = load_site("lumi", clean_env)
+    job = plan(request(image, partition="small-g", account="p"), lumi, clean_env, "/tmp")
+    assert job.gpu_vendor == "amd" and job.resources.time == "00:15:00"
+    assert plan(request(image, account="p"), lumi, clean_env, "/tmp").gpu_vendor == "none"
+    job = plan(request(image, account="p", time="2:00:00"), lumi, clean_env, "/tmp")
+    assert job.resources.time == "2:00:00"  # the user's value wins over the site default
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("time", "30 minutes", "--time"),
+        ("mem", "lots", "--mem"),
+        ("nodes", "two", "--nodes"),
+        ("cpus_per_task", "0", "--cpus-per-task"),
+        ("gpus_per_node", "2;rm", "--gpus-per-node"),
+        ("job_name", "a\n#SBATCH -p evil", "control character"),
+        ("comment", "c\r", "control character"),
+        ("output", "x\x00", "control character"),
+        ("partition", "small g", "--partition"),
+        ("dependency", "afterok:1\n", "control character"),
+    ],
+)
+def test_invalid_options_are_refused_with_the_field_named(image, clean_env, field, value, message):
+    site = load_site("devcluster", clean_env)
+    with pytest.raises(ValidationError, match=message):
+        plan(request(image, **{field: value}), site, clean_env, "/tmp")
+
+
+def test_hostile_values_in_free_text_fields(image, clean_env, hostile):
+    site = load_site("devcluster", clean_env)
+    req = request(image, job_name=hostile or None, comment=hostile or None)
+    if has_control(hostile):
+        with pytest.raises(ValidationError, match="control character"):
+            plan(req, site, clean_env, "/tmp")
+    else:
+        job = plan(req, site, clean_env, "/tmp")
+        assert all("\n" not in d for d in job.directives)
+
+
+def test_no_command_and_missing_image(image, clean_env, tmp_path):
+    site = load_site("devcluster", clean_env)
+    with pytest.raises(ValidationError, match="no command given"):
+        plan(JobRequest(image=str(image), command=()), site, clean_env, "/tmp")
+    with pytest.raises(ImageNotFoundError, match="does not exist"):
+        plan(JobRequest(image=str(tmp_path / "nope.sif"), command=("x",)), site, clean_env, "/")
+
+
+def test_reference_resolves_in_the_cache(tmp_path, clean_env):
+    site = load_site("determined", clean_env)
+    root = tmp_path / "root"
+    ref = "determinedai/environments:rocm-5.0-pytorch-1.10-tf-2.7-rocm-2b7e2a1"
+    req = JobRequest(image=ref, command=("x",), cache_dirs=(str(root),))
+    with pytest.raises(ImageNotFoundError, match="not in the cache"):
+        plan(req, site, clean_env, "/")
+    (root / "determinedai").mkdir(parents=True)
+    (root / "determinedai" / ref.split("/")[1]).write_bytes(b"sif")
+    job = plan(req, site, clean_env, "/")
+    assert job.image.source == "cache" and job.image.path == str(root / ref)
+    # the site's own root, through its environment variable
+    job = plan(
+        JobRequest(image=ref, command=("x",)),
+        site,
+        {**clean_env, "SINGULARITY_IMAGE_ROOT": str(root)},
+        "/",
+    )
+    assert job.image.path == str(root / ref)
+
+
+@pytest.mark.parametrize("bind", ["/a,/b", "/a:rel", "", "/a:/b:ro:x", "a\nb", "/a::/b"])
+def test_bad_binds(image, clean_env, bind):
+    site = load_site("lumi", clean_env)
+    req = JobRequest(image=str(image), command=("x",), binds=(bind,), resources={"account": "p"})
+    with pytest.raises(ValidationError, match="--bind"):
+        plan(req, site, clean_env, "/tmp")
+
+
+def test_relative_bind_becomes_absolute(image, clean_env):
+    site = load_site("lumi", clean_env)
+    req = JobRequest(
+        image=str(image), command=("x",), binds=("data:/data:ro",), resources={"account": "p"}
+    )
+    assert plan(req, site, clean_env, "/work/me").binds[-1] == "/work/me/data:/data:ro"
+
+
+def test_interactive_refuses_batch_only_options(image, clean_env):
+    site = load_site("devcluster", clean_env)
+    req = JobRequest(image=str(image), command=("x",), resources={"output": "o"}, interactive=True)
+    with pytest.raises(ValidationError, match="--output does not apply"):
+        plan(req, site, clean_env, "/tmp")
+
+
+def test_expand_output():
+    assert expand_output("%x-%j.out", "42", "slurmc-python", "me") == "slurmc-python-42.out"
+    assert expand_output("%u/%%j", "1", "n", "me") == "me/%j"

@@ -1,0 +1,124 @@
+"""Rendering: golden files per site x runtime, bash -n and shellcheck on each."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from slurmc.errors import TemplateError
+from slurmc.job import JobRequest, plan
+from slurmc.refs import ImageSpec
+from slurmc.render import render, render_batch, render_step
+from slurmc.resolve import ResolvedImage
+from slurmc.sites import RUNTIMES, load_site
+
+GOLDEN = Path(__file__).parent / "golden"
+SITES = sorted(p.stem for p in (Path(__file__).parent.parent / "site-configs").glob("*.toml"))
+COMMAND = ("python", "train.py", "--lr", "3e-4", "it's $HOME", "a\nb", "#SBATCH -p evil")
+
+
+def make_job(site_name: str, runtime: str | None, env: dict[str, str], tmp_path: Path, **kw):
+    site = load_site(site_name, env)
+    if runtime:
+        site = replace(
+            site,
+            runtime=runtime,
+            executable={"enroot": "enroot", "charliecloud": "ch-run"}.get(runtime, runtime),
+        )
+    img = tmp_path / "img.sif"
+    img.write_bytes(b"")
+    partition = next((p for p, v in site.partitions.items() if v.gpu_vendor != "none"), None)
+    req = JobRequest(
+        image=str(img),
+        command=COMMAND,
+        resources={
+            "account": "project_465000001",
+            "partition": partition,
+            "time": "30:00",
+            "gpus_per_node": "2" if partition else None,
+        },
+        env=("MY_VAR=a b,c",),
+        binds=("/data:/data:ro",) if site.runtime != "charliecloud" else ("/data:/data",),
+        **kw,
+    )
+    job = plan(req, site, env, "/home/user/project")
+    fixed = "/shared/images/demo image.sif"
+    spec = ImageSpec(kind="path", text=fixed, path=fixed)
+    return replace(job, image=ResolvedImage(spec, fixed, "path"))
+
+
+def check_golden(name: str, text: str) -> None:
+    path = GOLDEN / name
+    if os.environ.get("SLURMC_UPDATE_GOLDEN"):
+        path.write_text(text)
+    assert path.exists(), f"no golden file {path}; run with SLURMC_UPDATE_GOLDEN=1"
+    assert text == path.read_text()
+
+
+def bash_n(text: str) -> None:
+    r = subprocess.run(["bash", "-n"], input=text, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+def shellcheck(text: str) -> None:
+    exe = shutil.which("shellcheck")
+    assert exe, "shellcheck is not installed (scripts/devcluster install provides it)"
+    r = subprocess.run([exe, "-s", "bash", "-"], input=text, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout
+
+
+@pytest.mark.parametrize("runtime", [r for r in RUNTIMES if r != "singularity"] + [None])
+@pytest.mark.parametrize("site_name", SITES)
+def test_site_by_runtime(site_name, runtime, clean_env, tmp_path):
+    job = make_job(site_name, runtime, clean_env, tmp_path)
+    text = render_batch(job)
+    bash_n(text)
+    shellcheck(text)
+    check_golden(f"{site_name}-{runtime or 'own'}.sh", text)
+
+
+@pytest.mark.parametrize("site_name", SITES)
+def test_interactive_step(site_name, clean_env, tmp_path):
+    text = render_step(make_job(site_name, None, clean_env, tmp_path, interactive=True))
+    assert "#SBATCH" not in text.split("\n", 1)[0]
+    bash_n(text)
+    shellcheck(text)
+    check_golden(f"{site_name}-step.sh", text)
+
+
+def test_lumi_script_has_the_seed_shape(clean_env, tmp_path):
+    text = render_batch(make_job("lumi", None, clean_env, tmp_path))
+    assert "srun singularity exec --rocm" in text
+    assert "bash -c '$WITH_CONDA && exec \"$@\"' slurmc python train.py" in text
+    assert "#SBATCH --partition=small-g\n" in text and "#SBATCH --gpus-per-node=2\n" in text
+    # the user's '#SBATCH' word is inside a quoted argument, after the first command
+    directives = [ln for ln in text.splitlines() if ln.startswith("#SBATCH")]
+    assert not any("evil" in d for d in directives)
+
+
+def test_no_raw_control_characters_reach_the_script(clean_env, tmp_path, hostile):
+    job = make_job("lumi", None, clean_env, tmp_path)
+    job = replace(job, command=("echo", hostile))
+    text = render_batch(job)
+    assert all(line.isprintable() for line in text.splitlines())
+
+
+def test_template_may_not_print_unquoted_values(tmp_path, clean_env):
+    (tmp_path / "bad.j2").write_text("echo {{ value }}\n")
+    with pytest.raises(TemplateError, match="unquoted value"):
+        render("bad.j2", [str(tmp_path)], value="$(rm -rf ~)")
+    (tmp_path / "good.j2").write_text("echo {{ value|q }}\n")
+    assert render("good.j2", [str(tmp_path)], value="$(x)") == "echo '$(x)'\n"
+
+
+def test_user_templates_override_bundled_ones(clean_env, tmp_path):
+    tdir = Path(clean_env["XDG_CONFIG_HOME"]) / "slurmc" / "templates"
+    tdir.mkdir(parents=True)
+    (tdir / "sbatch.sh.j2").write_text("#!/bin/bash\n# mine\n{% include 'step.sh.j2' %}")
+    text = render_batch(make_job("devcluster", None, clean_env, tmp_path))
+    assert text.startswith("#!/bin/bash\n# mine\n") and "ch-run" in text
