@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
-from collections.abc import Callable
-from typing import Any, TypeVar
 
 import typer
 
+from . import cli_cache
+from .cli_common import handle_errors
 from .errors import SlurmcError
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 app = typer.Typer(
     name="slurmc",
@@ -24,26 +21,7 @@ app = typer.Typer(
 )
 site_app = typer.Typer(help="Inspect and check site configurations.", no_args_is_help=True)
 app.add_typer(site_app, name="site")
-
-
-def fail(message: str, code: int = 1) -> typer.Exit:
-    typer.echo(f"slurmc: error: {message}", err=True)
-    return typer.Exit(code)
-
-
-def handle_errors(func: F) -> F:
-    """Turn domain errors into one line on stderr and a non-zero exit, never a traceback."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except SlurmcError as exc:
-            raise fail(str(exc), exc.exit_code) from None
-        except KeyboardInterrupt:
-            raise fail("interrupted", 130) from None
-
-    return wrapper  # type: ignore[return-value]
+cli_cache.register(app)
 
 
 def _version(value: bool) -> None:
@@ -99,6 +77,9 @@ def run(
     cache_dir: list[str] = typer.Option(
         None, "--cache-dir", help="Image cache root, before the site's ($SLURMC_CACHE_DIR)."
     ),
+    catalog: list[str] = typer.Option(
+        None, "--catalog", help="Read-only image catalog, before the site's ($SLURMC_CATALOG)."
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the script; submit nothing."),
     interactive: bool = typer.Option(
         False, "--interactive", help="Run under salloc in the foreground; exit with its status."
@@ -132,10 +113,13 @@ def run(
         env=tuple(env or ()),
         conda=None if conda is None else ("with_conda" if conda else "none"),
         cache_dirs=tuple(cache_dir or ()),
+        catalogs=tuple(catalog or ()),
         interactive=interactive,
     )
     environ = dict(os.environ)
     job = launch.plan_for_site(request, site, environ, os.getcwd())
+    if not dry_run:
+        job = launch.ensure_image(job, environ, notify=lambda msg: typer.echo(msg, err=True))
     if dry_run:
         text = launch.render_step(job) if interactive else launch.render_batch(job)
         sys.stdout.write(text)

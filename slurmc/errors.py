@@ -54,3 +54,15 @@ class ExternalCommandError(SlurmcError):
 
 class SubmissionError(SlurmcError):
     """sbatch answered, but not with something slurmc understands."""
+
+
+class CacheError(SlurmcError):
+    """The image cache cannot be used as asked (read-only, full, corrupt...)."""
+
+
+class LockTimeoutError(CacheError):
+    """Waiting for another caller's pull of the same image took too long."""
+
+
+class PullError(SlurmcError):
+    """Pulling an image failed; nothing was published."""

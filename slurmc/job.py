@@ -10,13 +10,14 @@ import csv
 import io
 import os
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from .errors import ValidationError
 from .quoting import Quoted, comment, directive, has_control, sh, sh_join
 from .refs import parse_image
-from .resolve import ResolvedImage, resolve_image
+from .resolve import ResolvedImage, Roots, resolve_image
 from .resources import Resources, with_defaults
 from .runtimes import Runtime, get_runtime
 from .sites import Site, bundled_dir, config_home, expand
@@ -36,6 +37,7 @@ class JobRequest:
     env: tuple[str, ...] = ()
     conda: str | None = None  # None: the site's setting
     cache_dirs: tuple[str, ...] = ()
+    catalogs: tuple[str, ...] = ()
     interactive: bool = False
 
 
@@ -117,10 +119,30 @@ class Job:
         return Quoted(f"bash -c {sh(script)} slurmc {sh_join(self.command)}")
 
     @property
+    def pull_step(self) -> Quoted | None:
+        """For sites that pull inside the job: the command that pulls a missing image first."""
+        if self.image.source != "missing" or self.site.pull != "job":
+            return None
+        argv = [
+            sys.executable,
+            "-m",
+            "slurmc",
+            "cache",
+            "pull",
+            "--site",
+            self.site.source,
+            "--cache-dir",
+            self.image.root or "",
+            self.image.spec.text,
+        ]
+        return sh_join(argv)
+
+    @property
     def header(self) -> list[Quoted]:
+        note = {"missing": " (not cached yet: pulled before the job runs)"}
         lines = [
             f"Rendered by slurmc for site {self.site.name} (runtime {self.runtime.name}).",
-            f"Image: {self.image.spec.text} -> {self.image.path}",
+            f"Image: {self.image.spec.text} -> {self.image.path}" + note.get(self.image.source, ""),
         ]
         return [comment(line) for line in lines]
 
@@ -156,6 +178,20 @@ def _parse_env(items: tuple[str, ...]) -> list[tuple[str, str]]:
             raise ValidationError(f"--env: {item!r} is not NAME=VALUE")
         out.append((name, value))
     return out
+
+
+def site_roots(
+    site: Site,
+    env: Mapping[str, str],
+    cache_dirs: tuple[str, ...] = (),
+    catalogs: tuple[str, ...] = (),
+) -> Roots:
+    """The cache roots and catalogs for one invocation: the user's first, then the site's."""
+    caches = list(cache_dirs) or [d for d in env.get("SLURMC_CACHE_DIR", "").split(os.pathsep) if d]
+    caches += [expand(c, env, f"{site.source}: images.cache") for c in site.cache]
+    cats = list(catalogs) or [d for d in env.get("SLURMC_CATALOG", "").split(os.pathsep) if d]
+    cats += [expand(c, env, f"{site.source}: images.catalogs") for c in site.catalogs]
+    return Roots(tuple(dict.fromkeys(caches)), tuple(dict.fromkeys(cats)))
 
 
 def template_path(site: Site, env: Mapping[str, str]) -> tuple[str, ...]:
@@ -198,10 +234,10 @@ def plan(request: JobRequest, site: Site, env: Mapping[str, str], cwd: str) -> J
             raise ValidationError("the command holds a NUL byte, which no process can receive")
 
     spec = parse_image(request.image)
-    cache_roots = list(request.cache_dirs)
-    if spec.kind == "ref":  # expand the site's roots only when they are needed
-        cache_roots += [expand(c, env, f"{site.source}: images.cache") for c in site.cache]
-    image = resolve_image(spec, runtime, cache_roots, cwd=cwd, env=env)
+    roots = Roots()
+    if spec.kind in ("ref", "catalog"):  # expand the site's roots only when they are needed
+        roots = site_roots(site, env, request.cache_dirs, request.catalogs)
+    image = resolve_image(spec, runtime, roots, cwd=cwd, env=env)
 
     binds = tuple(_check_bind(b, runtime, cwd) for b in (*site.binds, *request.binds))
     env_items = list(site.env.items()) + _parse_env(request.env)

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from .backends import Backend, Submission, get_backend
+from .cache.layout import touch_used
+from .cache.pull import Notify, PullOptions, pull_into
 from .job import Job, JobRequest, expand_output, plan
 from .render import render_batch, render_step
 from .sites import Site, resolve_site
@@ -32,10 +34,22 @@ def plan_for_site(
     request: JobRequest, site_flag: str | None, env: Mapping[str, str], cwd: str
 ) -> Job:
     site = resolve_site(site_flag, env)
-    if not request.cache_dirs and env.get("SLURMC_CACHE_DIR"):
-        dirs = tuple(d for d in env["SLURMC_CACHE_DIR"].split(os.pathsep) if d)
-        request = replace(request, cache_dirs=dirs)
     return plan(request, site, env, cwd)
+
+
+def ensure_image(job: Job, env: Mapping[str, str], notify: Notify | None = None) -> Job:
+    """Pull a missing image (on this node, for sites that pull on the login node)."""
+    image = job.image
+    if image.source == "missing" and job.site.pull == "login":
+        assert image.ref is not None and image.root is not None
+        options = PullOptions(executable=job.site.executable)
+        path = pull_into(
+            image.ref, job.runtime, image.root, options, env, notify=notify or (lambda _: None)
+        )
+        return replace(job, image=replace(image, path=path, source="cache"))
+    if image.source in ("cache", "catalog"):
+        touch_used(image.path)
+    return job
 
 
 def _backend(job: Job, env: Mapping[str, str]) -> Backend:

@@ -30,6 +30,8 @@ _DIGEST_LEN = {"sha256": 64, "sha384": 96, "sha512": 128}
 
 #: File endings that mark a reference as a local image file.
 IMAGE_SUFFIXES = (".sif", ".simg", ".sqsh", ".sqfs", ".squashfs", ".tar", ".oci")
+#: ``catalog:PACKAGE[:VERSION]`` picks the newest matching image of a site catalog.
+CATALOG_PREFIX = "catalog:"
 #: Transports whose rest is a local path.
 PATH_TRANSPORTS = ("oci-archive:", "docker-archive:", "oci:")
 #: Transports a runtime resolves by itself (passed through as they are).
@@ -84,11 +86,12 @@ class ImageRef:
 class ImageSpec:
     """What a user asked for: a registry reference, a local path, or a pass-through URI."""
 
-    kind: str  # "ref" | "path" | "uri"
+    kind: str  # "ref" | "path" | "uri" | "catalog"
     text: str
     ref: ImageRef | None = None
     path: str | None = None
     transport: str | None = None  # for kind "path": "oci-archive:" etc.
+    catalog: tuple[str, str | None] | None = None  # for kind "catalog": (package, version)
 
 
 def _is_domain(component: str) -> bool:
@@ -184,6 +187,15 @@ def parse_image(text: str) -> ImageSpec:
     """Classify what the user typed as a path, a pass-through URI or a reference."""
     if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text):
         raise InvalidReferenceError(f"invalid image {text!r}: contains a control character")
+    if text.startswith(CATALOG_PREFIX):
+        package, _, version = text[len(CATALOG_PREFIX) :].partition(":")
+        if not re.match(r"[a-z0-9][a-z0-9_.-]*\Z", package) or (
+            version and not re.match(r"[A-Za-z0-9][A-Za-z0-9_.+-]*\Z", version)
+        ):
+            raise InvalidReferenceError(
+                f"invalid catalog image {text!r}; write catalog:PACKAGE or catalog:PACKAGE:VERSION"
+            )
+        return ImageSpec(kind="catalog", text=text, catalog=(package, version or None))
     for transport in PATH_TRANSPORTS:
         if text.startswith(transport):
             path = text[len(transport) :]

@@ -1,8 +1,9 @@
 """Resolve what the user typed to an image file the runtime can open.
 
-Order: an explicit local path, then each cache root in turn (Determined's
-``ROOT/<namespace>/<repo>:<tag>`` layout, per-runtime suffix). Resolution costs
-one ``stat`` per root, whatever the size of the cache.
+Order: an explicit local path -> the read-only catalogs -> the writable cache
+roots -> (the caller pulls). A reference found nowhere resolves to
+``source="missing"`` with the path it will have in the first writable root.
+Each root costs one ``stat``, whatever the size of the cache.
 """
 
 from __future__ import annotations
@@ -17,17 +18,26 @@ from .runtimes import Runtime
 
 
 @dataclass(frozen=True)
+class Roots:
+    """Where images are looked up: writable caches (first = pull target), read-only catalogs."""
+
+    caches: tuple[str, ...] = ()
+    catalogs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class ResolvedImage:
     spec: ImageSpec
     path: str  # an absolute path, or a URI the runtime resolves itself
-    source: str  # "path" | "cache" | "uri"
+    source: str  # "path" | "catalog" | "cache" | "missing" | "uri"
     ref: ImageRef | None = None
+    root: str | None = None  # for "cache"/"missing": the cache root
 
 
 def resolve_image(
     spec: ImageSpec,
     runtime: Runtime,
-    cache_roots: Sequence[str],
+    roots: Roots,
     *,
     cwd: str,
     env: Mapping[str, str],
@@ -42,21 +52,34 @@ def resolve_image(
     if spec.kind == "path":
         assert spec.path is not None
         path = spec.path
-        if path.startswith("~"):
-            path = env.get("HOME", "~") + path[1:] if path.startswith("~/") else path
-            path = os.path.expanduser(path)
-        path = os.path.normpath(os.path.join(cwd, path))
+        if path.startswith("~/") and env.get("HOME"):
+            path = env["HOME"] + path[1:]
+        path = os.path.normpath(os.path.join(cwd, os.path.expanduser(path)))
         if not os.path.exists(path):
             raise ImageNotFoundError(f"image file {path} does not exist; check the path")
         return ResolvedImage(spec, path, "path")
+    if spec.kind == "catalog":
+        from .cache.catalog import pick
+
+        assert spec.catalog is not None
+        package, version = spec.catalog
+        return ResolvedImage(spec, pick(roots.catalogs, package, version).path, "catalog")
     assert spec.ref is not None
     rel = runtime.cache_relpath(spec.ref)
-    for root in cache_roots:
-        candidate = os.path.join(root, rel)
-        if os.path.isfile(candidate):
-            return ResolvedImage(spec, candidate, "cache", spec.ref)
-    where = ", ".join(os.path.join(r, rel) for r in cache_roots) or "(this site has no cache)"
-    raise ImageNotFoundError(
-        f"image {spec.ref} is not in the cache (looked for {where}); "
-        f"give a local image file instead, or place the image at that path"
-    )
+    for kind, dirs in (("catalog", roots.catalogs), ("cache", roots.caches)):
+        for root in dirs:
+            candidate = os.path.join(root, rel)
+            if os.path.isfile(candidate):
+                return ResolvedImage(spec, candidate, kind, spec.ref, root)
+    if not roots.caches:
+        looked = _where(roots.catalogs, rel)
+        raise ImageNotFoundError(
+            f"image {spec.ref} is not in {looked} and this site has no cache to pull into; "
+            "give a local image file or --cache-dir DIR"
+        )
+    target = os.path.join(roots.caches[0], rel)
+    return ResolvedImage(spec, target, "missing", spec.ref, roots.caches[0])
+
+
+def _where(dirs: Sequence[str], rel: str) -> str:
+    return ", ".join(os.path.join(d, rel) for d in dirs) or "any catalog"

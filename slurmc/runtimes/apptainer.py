@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base import Runtime
+from ..refs import ImageRef
+from .base import Runtime, Step, docker_uri
 
 
 @dataclass(frozen=True)
@@ -15,3 +16,16 @@ class Apptainer(Runtime):
 
     def gpu_flags(self, vendor: str) -> list[str]:
         return {"amd": ["--rocm"], "nvidia": ["--nv"]}.get(vendor, [])
+
+    def pull_steps(self, executable: str, ref: ImageRef, dest: str, scratch: str) -> list[Step]:
+        # Pull straight to a SIF file (the maintainers' advice: no shared layer cache);
+        # the runtime's own cache goes to a private scratch directory.
+        return [
+            Step(
+                [executable, "pull", dest, docker_uri(ref)],
+                {"APPTAINER_CACHEDIR": scratch, "SINGULARITY_CACHEDIR": scratch},
+            )
+        ]
+
+    def fetch_hint(self, ref: ImageRef) -> str:
+        return f"{self.name} pull image.sif {docker_uri(ref)}"

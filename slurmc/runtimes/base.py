@@ -8,12 +8,21 @@ module here and one template in ``templates/launch/``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from ..errors import InvalidReferenceError
 from ..refs import DEFAULT_DOMAIN, ImageRef
 
 _FILENAME_MAX = 255
+
+
+@dataclass(frozen=True)
+class Step:
+    """One external command of a pull, with environment additions."""
+
+    argv: list[str]
+    env: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -25,6 +34,8 @@ class Runtime:
     suffix: str = ""
     #: whether the runtime needs the job's working directory mounted explicitly
     mounts_workdir: bool = False
+    #: the format of a cached image file: "sif", "squashfs" or "oci-archive"
+    format: str = "sif"
 
     def gpu_flags(self, vendor: str) -> list[str]:
         """Flags that expose the partition's GPUs (``amd``, ``nvidia`` or ``none``)."""
@@ -33,6 +44,14 @@ class Runtime:
     def image_arg(self, path: str) -> str:
         """How a resolved image file is named on this runtime's command line."""
         return path
+
+    def pull_steps(self, executable: str, ref: ImageRef, dest: str, scratch: str) -> list[Step]:
+        """The commands that write *ref* to the file *dest* (*scratch*: a private temp dir)."""
+        raise NotImplementedError
+
+    def fetch_hint(self, ref: ImageRef) -> str:
+        """What to run on a connected machine to get *ref* as a file for ``slurmc cache add``."""
+        return f"apptainer pull image.sif {docker_uri(ref)}"
 
     def cache_relpath(self, ref: ImageRef) -> str:
         """The image's file name under a cache root (Determined's layout).
@@ -58,3 +77,17 @@ class Runtime:
                 f"{ref}: a component is longer than {_FILENAME_MAX} bytes and cannot be a file name"
             )
         return name
+
+
+def docker_uri(ref: ImageRef) -> str:
+    """``docker://`` plus the reference as Docker names it (tag kept, implicit latest added)."""
+    return "docker://" + pull_name(ref)
+
+
+def pull_name(ref: ImageRef) -> str:
+    name = ref.familiar_path if ref.domain == DEFAULT_DOMAIN else f"{ref.domain}/{ref.path}"
+    if ref.effective_tag:
+        name += f":{ref.effective_tag}"
+    if ref.digest:
+        name += f"@{ref.digest}"
+    return name

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base import Runtime
+from ..refs import ImageRef
+from .base import Runtime, Step, pull_name
+
+# ch-image runs under Debian's python3 with its python3-lark: keep /usr/bin first.
+_SYSTEM_PATH = {"PATH": "/usr/bin:/bin"}
 
 
 @dataclass(frozen=True)
@@ -16,3 +20,19 @@ class Charliecloud(Runtime):
     name: str = "charliecloud"
     template: str = "launch/charliecloud.sh.j2"
     suffix: str = ".sqfs"
+    format: str = "squashfs"
+
+    def pull_steps(self, executable: str, ref: ImageRef, dest: str, scratch: str) -> list[Step]:
+        # A private ch-image storage per pull: concurrent pulls never share one.
+        name = pull_name(ref)
+        return [
+            Step(["ch-image", "-s", scratch, "pull", name], _SYSTEM_PATH),
+            Step(
+                ["ch-convert", "-s", scratch, "-i", "ch-image", "-o", "squash", name, dest],
+                _SYSTEM_PATH,
+            ),
+        ]
+
+    def fetch_hint(self, ref: ImageRef) -> str:
+        name = pull_name(ref)
+        return f"ch-image pull {name} && ch-convert {name} image.sqfs"

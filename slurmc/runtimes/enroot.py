@@ -8,7 +8,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base import Runtime
+from ..refs import DEFAULT_DOMAIN, ImageRef
+from .base import Runtime, Step
+
+
+def enroot_uri(ref: ImageRef) -> str:
+    """Enroot's ``docker://[REGISTRY#]IMAGE[:TAG]`` (``#`` separates the registry)."""
+    tag = f":{ref.effective_tag}" if ref.effective_tag else ""
+    digest = f"@{ref.digest}" if ref.digest else ""
+    if ref.domain == DEFAULT_DOMAIN:
+        return f"docker://{ref.familiar_path}{tag}{digest}"
+    return f"docker://{ref.domain}#{ref.path}{tag}{digest}"
 
 
 @dataclass(frozen=True)
@@ -17,3 +27,15 @@ class Enroot(Runtime):
     template: str = "launch/enroot.sh.j2"
     suffix: str = ".sqsh"
     mounts_workdir: bool = True
+    format: str = "squashfs"
+
+    def pull_steps(self, executable: str, ref: ImageRef, dest: str, scratch: str) -> list[Step]:
+        return [
+            Step(
+                [executable, "import", "-o", dest, enroot_uri(ref)],
+                {"ENROOT_CACHE_PATH": scratch, "ENROOT_TEMP_PATH": scratch},
+            )
+        ]
+
+    def fetch_hint(self, ref: ImageRef) -> str:
+        return f"enroot import -o image.sqsh {enroot_uri(ref)}"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base import Runtime
+from ..refs import ImageRef
+from .base import Runtime, Step, pull_name
 
 
 @dataclass(frozen=True)
@@ -13,6 +14,18 @@ class Podman(Runtime):
     template: str = "launch/podman.sh.j2"
     suffix: str = ".oci.tar"
     mounts_workdir: bool = True
+    format: str = "oci-archive"
+
+    def pull_steps(self, executable: str, ref: ImageRef, dest: str, scratch: str) -> list[Step]:
+        name = pull_name(ref)
+        return [
+            Step([executable, "pull", name]),
+            Step([executable, "save", "--format=oci-archive", "-o", dest, name]),
+        ]
+
+    def fetch_hint(self, ref: ImageRef) -> str:
+        name = pull_name(ref)
+        return f"podman pull {name} && podman save --format=oci-archive -o image.tar {name}"
 
     def gpu_flags(self, vendor: str) -> list[str]:
         if vendor == "nvidia":

@@ -1,0 +1,1 @@
+"""The shared image cache: layout, locking, pulling, catalogs."""

@@ -1,0 +1,170 @@
+"""What ``slurmc cache`` does: list, add, remove, prune and verify cached images."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from ..errors import CacheError, InvalidReferenceError
+from ..refs import ImageRef, parse_reference
+from ..runtimes import Runtime
+from .formats import check_image, detect_format
+from .layout import Entry, scan
+from .lock import HOST, ImageLock, pid_alive, read_owner
+from .pull import PullOptions, clean_leftovers, pull_into
+
+_SIZE = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    unit = t[-1:] if t[-1:] in _SIZE else ""
+    number = t[: len(t) - len(unit)]
+    try:
+        value = float(number)
+    except ValueError:
+        raise CacheError(f"--max-size: {text!r} is not a size such as 500G or 2T") from None
+    return int(value * _SIZE[unit])
+
+
+def entries(roots: Iterable[str], runtime: Runtime) -> list[Entry]:
+    out: list[Entry] = []
+    for root in roots:
+        out.extend(scan(root, runtime))
+    return sorted(out, key=lambda e: (e.root, e.relpath))
+
+
+def add(
+    file: str,
+    ref_text: str,
+    runtime: Runtime,
+    root: str,
+    env: Mapping[str, str],
+    *,
+    force: bool = False,
+) -> str:
+    """Copy a local image into the cache under *ref*'s name, with the cache's permissions."""
+    ref = parse_reference(ref_text)
+    if not os.path.isfile(file):
+        raise CacheError(f"{file}: no such file to add")
+    fmt = detect_format(file)
+    if fmt != runtime.format:
+        raise CacheError(
+            f"{file} is {fmt or 'not an image'}, but this site's runtime ({runtime.name}) "
+            f"caches {runtime.format} files"
+        )
+    check_image(file, fmt)
+    final = os.path.join(root, runtime.cache_relpath(ref))
+    if os.path.exists(final) and not force:
+        raise CacheError(f"{ref} is already cached at {final}; pass --force to replace it")
+
+    def copy(tmp: str) -> None:
+        shutil.copyfile(file, tmp)
+
+    return pull_into(ref, runtime, root, PullOptions(executable=""), env, write=copy)
+
+
+def remove(ref_text: str, runtime: Runtime, roots: Iterable[str]) -> list[str]:
+    ref = parse_reference(ref_text)
+    removed = []
+    for root in roots:
+        path = os.path.join(root, runtime.cache_relpath(ref))
+        if not os.path.isfile(path):
+            continue
+        directory, name = os.path.split(path)
+        with ImageLock(os.path.join(directory, f".{name}.lock"), timeout=60):
+            try:
+                os.unlink(path)
+            except OSError as exc:
+                raise CacheError(f"cannot remove {path}: {exc.strerror}") from None
+        removed.append(path)
+    if not removed:
+        raise CacheError(f"{ref} is not in the cache; `slurmc cache ls` shows what is")
+    return removed
+
+
+@dataclass(frozen=True)
+class PrunePlan:
+    remove: list[Entry]
+    keep_bytes: int
+    leftovers: list[str]
+
+
+def plan_prune(
+    all_entries: list[Entry],
+    *,
+    max_size: int | None,
+    older_than_days: float | None,
+    now: float | None = None,
+) -> PrunePlan:
+    """Least recently used first: drop what is older than N days, then down to the budget."""
+    now = time.time() if now is None else now
+    by_use = sorted(all_entries, key=lambda e: max(e.atime, e.mtime))
+    doomed: list[Entry] = []
+    if older_than_days is not None:
+        cutoff = now - older_than_days * 86400
+        doomed = [e for e in by_use if max(e.atime, e.mtime) < cutoff]
+    kept = [e for e in by_use if e not in doomed]
+    total = sum(e.size for e in kept)
+    if max_size is not None:
+        for e in list(kept):
+            if total <= max_size:
+                break
+            doomed.append(e)
+            kept.remove(e)
+            total -= e.size
+    return PrunePlan(doomed, total, [])
+
+
+def stale_leftovers(roots: Iterable[str]) -> list[str]:
+    """Temp files of killed pulls and locks of dead holders (this host), anywhere in the roots."""
+    found = []
+    for root in roots:
+        for dirpath, _dirs, files in os.walk(root):
+            for f in files:
+                path = os.path.join(dirpath, f)
+                if ".pulling." in f and f.startswith("."):
+                    found.append(path)
+                elif f.startswith(".") and f.endswith(".lock"):
+                    owner = read_owner(path)
+                    if owner and owner.host == HOST and owner.pid > 0 and not pid_alive(owner.pid):
+                        found.append(path)
+    return found
+
+
+def clean(paths: Iterable[str]) -> list[str]:
+    done = []
+    for path in paths:
+        if ".pulling." in path:
+            directory, f = os.path.split(path)
+            name = f[1:].split(".pulling.", 1)[0]
+            done += clean_leftovers(directory, name, max_age=86400.0)
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+                done.append(path)
+    return done
+
+
+def verify(all_entries: list[Entry], runtime: Runtime) -> list[tuple[Entry, str]]:
+    bad = []
+    for e in all_entries:
+        try:
+            check_image(e.path, runtime.format)
+        except CacheError as exc:
+            bad.append((e, str(exc)))
+    return bad
+
+
+def default_refs(site_defaults: Mapping[str, str], kind: str) -> ImageRef:
+    if kind not in site_defaults:
+        have = ", ".join(site_defaults) or "none"
+        raise CacheError(f"this site has no default {kind} image (it has: {have})")
+    try:
+        return parse_reference(site_defaults[kind])
+    except InvalidReferenceError as exc:
+        raise CacheError(f"the site's default {kind} image is invalid: {exc}") from None

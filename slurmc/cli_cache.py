@@ -1,0 +1,236 @@
+"""``slurmc cache ...`` and ``slurmc images``: thin commands over slurmc.cache."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Any
+
+import typer
+
+from .cli_common import handle_errors
+
+cache_app = typer.Typer(help="Manage the shared image cache.", no_args_is_help=True)
+
+SITE = typer.Option(None, "--site", help="Site name or file (else $SLURMC_SITE).")
+CACHE_DIR = typer.Option(None, "--cache-dir", help="Cache root, over the site's.")
+CATALOG = typer.Option(None, "--catalog", help="Catalog directory, over the site's.")
+
+
+def _context(site: str | None, cache_dir: list[str] | None, catalog: list[str] | None) -> Any:
+    from .job import site_roots
+    from .runtimes import get_runtime
+    from .sites import resolve_site
+
+    env = dict(os.environ)
+    s = resolve_site(site, env)
+    roots = site_roots(s, env, tuple(cache_dir or ()), tuple(catalog or ()))
+    return s, get_runtime(s.runtime), roots, env
+
+
+def _writable_root(roots: Any) -> str:
+    from .errors import CacheError
+
+    if not roots.caches:
+        raise CacheError("this site has no image cache; pass --cache-dir DIR")
+    return str(roots.caches[0])
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "K", "M", "G", "T"):
+        if n < 1024 or unit == "T":
+            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
+        n /= 1024
+    return f"{n}"
+
+
+def _age(seconds: float) -> str:
+    if seconds < 3600:
+        return f"{seconds / 60:.0f}m"
+    if seconds < 86400:
+        return f"{seconds / 3600:.0f}h"
+    return f"{seconds / 86400:.0f}d"
+
+
+def _notify(msg: str) -> None:
+    typer.echo(msg, err=True)
+
+
+@cache_app.command("ls")
+@handle_errors
+def cache_ls(
+    site: str = SITE,
+    cache_dir: list[str] = CACHE_DIR,
+    catalog: list[str] = CATALOG,
+    as_json: bool = typer.Option(False, "--json", help="One JSON document."),
+) -> None:
+    """List cached images: reference, size, age, last use."""
+    from .cache.manage import entries
+
+    _, runtime, roots, _ = _context(site, cache_dir, catalog)
+    found = entries(roots.caches, runtime)
+    now = time.time()
+    if as_json:
+        json.dump([e.as_dict(now) for e in found], sys.stdout, indent=1)
+        sys.stdout.write("\n")
+        return
+    if not found:
+        typer.echo(f"no images in {', '.join(roots.caches) or '(no cache)'}")
+        return
+    typer.echo(f"{'REFERENCE':<60} {'SIZE':>8} {'AGE':>5} {'USED':>5}")
+    for e in found:
+        d = e.as_dict(now)
+        typer.echo(
+            f"{d['reference']:<60} {_human(e.size):>8} {_age(now - e.mtime):>5} "
+            f"{_age(now - max(e.atime, e.mtime)):>5}"
+        )
+
+
+@cache_app.command("pull")
+@handle_errors
+def cache_pull(
+    reference: str = typer.Argument(None, help="Image reference to pull."),
+    default: str = typer.Option(None, "--default", help="The site's default image: cpu|cuda|rocm."),
+    site: str = SITE,
+    cache_dir: list[str] = CACHE_DIR,
+    catalog: list[str] = CATALOG,
+    lock_timeout: float = typer.Option(1800, "--lock-timeout", help="Seconds to wait for a lock."),
+    pull_timeout: float = typer.Option(3600, "--pull-timeout", help="Seconds a pull may take."),
+) -> None:
+    """Pull an image into the cache once (concurrent callers wait for the one pull)."""
+    from .cache.manage import default_refs
+    from .cache.pull import PullOptions, pull_into
+    from .errors import CacheError
+    from .refs import parse_reference
+
+    s, runtime, roots, env = _context(site, cache_dir, catalog)
+    if (reference is None) == (default is None):
+        raise CacheError("give either a REFERENCE or --default cpu|cuda|rocm")
+    ref = default_refs(s.default_images, default) if default else parse_reference(reference)
+    rel = runtime.cache_relpath(ref)
+    for root in (*roots.catalogs, *roots.caches):
+        if os.path.isfile(os.path.join(root, rel)):
+            typer.echo(os.path.join(root, rel))
+            return
+    options = PullOptions(
+        executable=s.executable, lock_timeout=lock_timeout, pull_timeout=pull_timeout
+    )
+    typer.echo(pull_into(ref, runtime, _writable_root(roots), options, env, notify=_notify))
+
+
+@cache_app.command("add")
+@handle_errors
+def cache_add(
+    file: str = typer.Argument(..., help="A local image file (SIF, SquashFS, OCI archive)."),
+    reference: str = typer.Argument(..., help="The reference it is an image of."),
+    force: bool = typer.Option(False, "--force", help="Replace a cached image."),
+    site: str = SITE,
+    cache_dir: list[str] = CACHE_DIR,
+) -> None:
+    """Copy a local image into the cache under REFERENCE's name, with shared permissions."""
+    from .cache.manage import add
+
+    _, runtime, roots, env = _context(site, cache_dir, None)
+    typer.echo(add(file, reference, runtime, _writable_root(roots), env, force=force))
+
+
+@cache_app.command("rm")
+@handle_errors
+def cache_rm(
+    reference: str = typer.Argument(...),
+    site: str = SITE,
+    cache_dir: list[str] = CACHE_DIR,
+) -> None:
+    """Remove an image from the cache."""
+    from .cache.manage import remove
+
+    _, runtime, roots, _ = _context(site, cache_dir, None)
+    for path in remove(reference, runtime, roots.caches):
+        typer.echo(f"removed {path}")
+
+
+@cache_app.command("prune")
+@handle_errors
+def cache_prune(
+    max_size: str = typer.Option(None, "--max-size", help="Keep at most this much, e.g. 500G."),
+    older_than: float = typer.Option(None, "--older-than", help="Drop images unused N days."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Say what would go; remove nothing."),
+    site: str = SITE,
+    cache_dir: list[str] = CACHE_DIR,
+) -> None:
+    """Remove least recently used images, and leftovers of killed pulls."""
+    from .cache.manage import clean, entries, parse_size, plan_prune, stale_leftovers
+
+    _, runtime, roots, _ = _context(site, cache_dir, None)
+    budget = parse_size(max_size) if max_size else None
+    plan = plan_prune(entries(roots.caches, runtime), max_size=budget, older_than_days=older_than)
+    leftovers = stale_leftovers(roots.caches)
+    for e in plan.remove:
+        typer.echo(f"{'would remove' if dry_run else 'removing'} {e.path} ({_human(e.size)})")
+        if not dry_run:
+            os.unlink(e.path)
+    for path in leftovers:
+        typer.echo(f"{'would clean' if dry_run else 'cleaning'} {path}")
+    if not dry_run:
+        clean(leftovers)
+    typer.echo(f"kept {_human(plan.keep_bytes)}")
+
+
+@cache_app.command("verify")
+@handle_errors
+def cache_verify(
+    site: str = SITE,
+    cache_dir: list[str] = CACHE_DIR,
+    remove_bad: bool = typer.Option(False, "--remove-bad", help="Delete the broken images."),
+) -> None:
+    """Check that every cached image is whole; exit 1 if one is not."""
+    from .cache.manage import entries, verify
+
+    _, runtime, roots, _ = _context(site, cache_dir, None)
+    found = entries(roots.caches, runtime)
+    bad = verify(found, runtime)
+    for e, why in bad:
+        typer.echo(f"BAD {e.path}: {why}")
+        if remove_bad:
+            os.unlink(e.path)
+    typer.echo(f"{len(found) - len(bad)} of {len(found)} images ok")
+    if bad:
+        raise typer.Exit(1)
+
+
+@handle_errors
+def images(
+    package: str = typer.Option(None, "--package", help="e.g. pytorch"),
+    rocm: str = typer.Option(None, "--rocm", help="ROCm version (prefix), e.g. 6.2"),
+    python: str = typer.Option(None, "--python", help="Python version (prefix), e.g. 3.12"),
+    newest: bool = typer.Option(False, "--newest", help="Only the newest match (its path)."),
+    as_json: bool = typer.Option(False, "--json"),
+    site: str = SITE,
+    catalog: list[str] = CATALOG,
+) -> None:
+    """List the images of the site's catalogs (e.g. LUMI's SIF directory)."""
+    from .cache.catalog import list_catalogs, matches, newest_first, pick
+
+    _, _, roots, _ = _context(site, None, catalog)
+    if newest:
+        if not package:
+            raise typer.BadParameter("--newest needs --package")
+        typer.echo(pick(roots.catalogs, package, None, rocm, python).path)
+        return
+    found = newest_first(
+        [i for i in list_catalogs(roots.catalogs) if matches(i, package, None, rocm, python)]
+    )
+    if as_json:
+        json.dump([i.as_dict() for i in found], sys.stdout, indent=1)
+        sys.stdout.write("\n")
+        return
+    typer.echo(f"{'PACKAGE':<10} {'VERSION':<24} {'ROCM':<7} {'PYTHON':<7} PATH")
+    for i in found:
+        typer.echo(f"{i.package:<10} {i.version:<24} {i.rocm:<7} {i.python:<7} {i.path}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(cache_app, name="cache")
+    app.command("images")(images)

@@ -1,0 +1,157 @@
+"""pull_into's orchestration (lock, temp name, validation, publication) with a scripted
+runtime whose "pull" is a shell command; real pulls from a registry are in tests/integration."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import stat
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from slurmc.cache.layout import scan
+from slurmc.cache.manage import add, entries, plan_prune, verify
+from slurmc.cache.pull import PullOptions, clean_leftovers, pull_into
+from slurmc.errors import CacheError, PullError
+from slurmc.refs import parse_reference
+from slurmc.runtimes.base import Step
+from slurmc.runtimes.charliecloud import Charliecloud
+
+REF = parse_reference("127.0.0.1:5999/team/img:v1")
+
+
+@dataclass(frozen=True)
+class ScriptedRuntime(Charliecloud):
+    """Charliecloud's naming and format; the pull is `sh -c SCRIPT sh DEST`."""
+
+    script: str = ""
+
+    def pull_steps(self, executable, ref, dest, scratch):
+        return [Step(["sh", "-c", self.script, "sh", dest])]
+
+
+@pytest.fixture(scope="module")
+def squashfs(tmp_path_factory) -> Path:
+    src = tmp_path_factory.mktemp("rootfs")
+    (src / "hello.txt").write_text("hello\n")
+    out = tmp_path_factory.mktemp("img") / "img.sqfs"
+    subprocess.run(["mksquashfs", str(src), str(out), "-noappend", "-quiet"], check=True,
+                   stdout=subprocess.DEVNULL)
+    return out
+
+
+OPTS = PullOptions(executable="unused", check_network=False, lock_timeout=60)
+
+
+def test_publishes_readable_files_in_setgid_directories(tmp_path, squashfs):
+    rt = ScriptedRuntime(script=f"cp {squashfs} \"$1\"; chmod 600 \"$1\"")
+    old = os.umask(0o077)
+    try:
+        path = pull_into(REF, rt, str(tmp_path / "root"), OPTS, {})
+    finally:
+        os.umask(old)
+    assert path == str(tmp_path / "root" / "127.0.0.1:5999" / "team" / "img:v1.sqfs")
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o644  # never a 0600 image
+    d = os.path.dirname(path)
+    assert os.stat(d).st_mode & stat.S_ISGID and stat.S_IMODE(os.stat(d).st_mode) == 0o2775
+    assert [e.ref for e in scan(str(tmp_path / "root"), rt)] == [REF]
+    assert sorted(os.listdir(d)) == ["img:v1.sqfs"]  # no lock, no temp left behind
+
+
+def test_truncated_pull_publishes_nothing(tmp_path, squashfs):
+    rt = ScriptedRuntime(script=f"head -c 100 {squashfs} > \"$1\"")
+    with pytest.raises(CacheError, match="not a SquashFS|truncated"):
+        pull_into(REF, rt, str(tmp_path), OPTS, {})
+    assert os.listdir(tmp_path / "127.0.0.1:5999" / "team") == []
+
+
+def test_failing_pull_command(tmp_path):
+    rt = ScriptedRuntime(script="echo 'manifest unknown' >&2; exit 1")
+    with pytest.raises(PullError, match="manifest unknown.*nothing was published"):
+        pull_into(REF, rt, str(tmp_path), OPTS, {})
+    assert os.listdir(tmp_path / "127.0.0.1:5999" / "team") == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tiny tmpfs needs root")
+def test_full_file_system_is_a_clear_error_with_nothing_published(tmp_path):
+    tiny = tmp_path / "tiny"
+    tiny.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(tiny)], check=True)
+    try:
+        rt = ScriptedRuntime(script='head -c 2000000 /dev/urandom > "$1"')
+        with pytest.raises(CacheError, match="no space left"):
+            pull_into(REF, rt, str(tiny), OPTS, {})
+        leftovers = [f for _, _, fs in os.walk(tiny) for f in fs]
+        assert leftovers == []
+    finally:
+        subprocess.run(["umount", str(tiny)], check=True)
+
+
+def _pull(root: str, script: str, out: mp.Queue) -> None:
+    out.put(pull_into(REF, ScriptedRuntime(script=script), root, OPTS, {}))
+
+
+def test_sixteen_concurrent_callers_cause_one_pull(tmp_path, squashfs):
+    count = tmp_path / "pulls"
+    script = f'echo x >> {count}; sleep 0.5; cp {squashfs} "$1"'
+    ctx = mp.get_context("fork")
+    out: mp.Queue = ctx.Queue()
+    procs = [ctx.Process(target=_pull, args=(str(tmp_path / "root"), script, out))
+             for _ in range(16)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    paths = {out.get() for _ in procs}
+    assert len(paths) == 1 and count.read_text() == "x\n"
+    assert Path(paths.pop()).read_bytes() == squashfs.read_bytes()
+
+
+def test_leftovers_of_dead_pulls_are_cleaned(tmp_path):
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    import socket
+
+    name = "img:v1.sqfs"
+    stale = tmp_path / f".{name}.pulling.{socket.gethostname()}.{dead.pid}.abcd1234.sqfs"
+    stale.write_bytes(b"partial")
+    live = tmp_path / f".{name}.pulling.{socket.gethostname()}.{os.getpid()}.abcd1234.sqfs"
+    live.write_bytes(b"partial")
+    assert clean_leftovers(str(tmp_path), name) == [str(stale)]
+    assert live.exists() and not stale.exists()
+
+
+def test_add_checks_the_format_and_lists(tmp_path, squashfs):
+    rt = Charliecloud()
+    root = str(tmp_path / "root")
+    path = add(str(squashfs), "team/img:v2", rt, root, {})
+    assert path.endswith("team/img:v2.sqfs")
+    with pytest.raises(CacheError, match="already cached"):
+        add(str(squashfs), "team/img:v2", rt, root, {})
+    junk = tmp_path / "junk.sif"
+    junk.write_bytes(b"\0" * 200)
+    with pytest.raises(CacheError, match="not an image"):
+        add(str(junk), "team/img:v3", rt, root, {})
+    found = entries([root], rt)
+    assert [str(e.ref) for e in found] == ["team/img:v2"]
+    assert verify(found, rt) == []
+    Path(path).write_bytes(squashfs.read_bytes()[:200])  # corrupt it
+    assert len(verify(found, rt)) == 1
+
+
+def test_prune_plan_is_least_recently_used_first(tmp_path, squashfs):
+    rt = Charliecloud()
+    root = str(tmp_path)
+    for i, used in enumerate([300, 100, 200]):
+        p = add(str(squashfs), f"a/img:{i}", rt, root, {})
+        os.utime(p, (used, used))
+    all_entries = entries([root], rt)
+    size = all_entries[0].size
+    doomed = plan_prune(all_entries, max_size=size, older_than_days=None, now=400).remove
+    assert [e.ref.tag for e in doomed] == ["1", "2"]
+    doomed = plan_prune(all_entries, max_size=None, older_than_days=250 / 86400, now=400).remove
+    assert [e.ref.tag for e in doomed] == ["1"]
