@@ -1,7 +1,8 @@
 """Charliecloud: ``ch-run -b SRC:DST IMAGE.sqfs -- CMD`` on SquashFS images.
 
-ch-run needs no GPU flag (device files are shared with the host); it refuses to
-start without ``$USER``, which the launch template sets when the job lacks it.
+ch-run needs no GPU flag (device files are shared with the host); ``--set-env``
+applies the image's own environment (``/ch/environment``, e.g. ``$WITH_CONDA``);
+it refuses to start without ``$USER``, which the launch template sets when missing.
 """
 
 from __future__ import annotations
@@ -23,12 +24,14 @@ class Charliecloud(Runtime):
     format: str = "squashfs"
 
     def pull_steps(self, executable: str, ref: ImageRef, dest: str, scratch: str) -> list[Step]:
-        # A private ch-image storage per pull: concurrent pulls never share one.
+        # A private ch-image storage per pull: concurrent pulls never share one (ch-image
+        # fails at once on a storage in use), and ch-image must create it itself.
         name = pull_name(ref)
+        storage = f"{scratch}/ch-image"
         return [
-            Step(["ch-image", "-s", scratch, "pull", name], _SYSTEM_PATH),
+            Step(["ch-image", "-s", storage, "pull", name], _SYSTEM_PATH),
             Step(
-                ["ch-convert", "-s", scratch, "-i", "ch-image", "-o", "squash", name, dest],
+                ["ch-convert", "-s", storage, "-i", "ch-image", "-o", "squash", name, dest],
                 _SYSTEM_PATH,
             ),
         ]
