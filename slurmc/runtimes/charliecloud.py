@@ -31,8 +31,8 @@ class Charliecloud(Runtime):
         return [
             Step(["ch-image", "-s", storage, "pull", name], _SYSTEM_PATH),
             Step(
-                ["ch-convert", "-s", storage, "-i", "ch-image", "-o", "squash", name, dest],
-                _SYSTEM_PATH,
+                ["ch-convert", "-i", "ch-image", "-o", "squash", name, dest],
+                {**_SYSTEM_PATH, "CH_IMAGE_STORAGE": storage},
             ),
         ]
 

@@ -1,0 +1,376 @@
+"""OCI images: an OCI archive (a tar of an OCI layout), an OCI layout directory, or a
+``docker save`` archive, read with the standard library.
+
+The index (``index.json``, or Docker's ``manifest.json``) leads to a manifest, its
+config (architecture, Env, labels) and its layers. The layers are tar files applied
+in order, with OCI whiteouts (``.wh.NAME`` hides NAME, ``.wh..wh..opq`` hides what
+lower layers put in a directory). An uncompressed layer is read by seeking over
+its members' data; a compressed one has to be decompressed once, start to end
+(a tar stream has no index), which is what it costs to read any tar.gz.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import posixpath
+import re
+import tarfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from . import ImageFormatError
+from .contents import DIR, FILE, MAX_READ, OTHER, SYMLINK, Entry, compile_patterns
+
+INDEX_TYPES = {
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+}
+_GOARCH = {"x86_64": "amd64", "aarch64": "arm64", "ppc64le": "ppc64le", "s390x": "s390x"}
+_BLOB = re.compile(r"\A([a-z0-9]+):([a-f0-9]{32,})\Z")
+_COMPRESSED = {b"\x1f\x8b": "gzip", b"\x28\xb5": "zstd", b"\xfd\x37": "xz", b"BZ": "bzip2"}
+
+Opener = Callable[[], IO[bytes]]
+
+
+@dataclass(frozen=True)
+class Layer:
+    digest: str
+    media_type: str
+    size: int
+    open: Opener = field(repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"digest": self.digest, "media_type": self.media_type, "size": self.size}
+
+
+@dataclass
+class OciImage:
+    path: str
+    format: str  # "oci-archive" | "oci-layout" | "docker-archive"
+    config: dict[str, Any]
+    layers: list[Layer]
+    manifest_digest: str | None = None
+    tags: list[str] = field(default_factory=list)
+    _archive: tarfile.TarFile | None = field(default=None, repr=False)
+
+    @property
+    def env(self) -> dict[str, str]:
+        items = (self.config.get("config") or {}).get("Env") or []
+        return dict(e.split("=", 1) for e in items if isinstance(e, str) and "=" in e)
+
+    def to_dict(self) -> dict[str, Any]:
+        cfg = self.config.get("config") or {}
+        return {
+            "format": self.format,
+            "manifest_digest": self.manifest_digest,
+            "tags": self.tags,
+            "architecture": self.config.get("architecture"),
+            "os": self.config.get("os"),
+            "created": self.config.get("created"),
+            "env": cfg.get("Env") or [],
+            "labels": cfg.get("Labels") or {},
+            "entrypoint": cfg.get("Entrypoint"),
+            "cmd": cfg.get("Cmd"),
+            "layers": [layer.to_dict() for layer in self.layers],
+        }
+
+    def tree(self) -> LayerTree:
+        return LayerTree(self.path, self.layers)
+
+    def close(self) -> None:
+        if self._archive is not None:
+            self._archive.close()
+
+
+# ------------------------------------------------------------------ opening
+
+
+def _json(raw: bytes, where: str) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise ImageFormatError(f"{where}: not valid JSON ({exc})") from None
+
+
+def _host_platform() -> tuple[str, str]:
+    machine = platform.machine()
+    return "linux", _GOARCH.get(machine, machine)
+
+
+def _choose(manifests: list[dict[str, Any]], where: str) -> dict[str, Any]:
+    usable = [
+        m
+        for m in manifests
+        if isinstance(m, dict)
+        and (m.get("platform") or {}).get("architecture") != "unknown"
+        and "digest" in m
+    ]
+    if not usable:
+        raise ImageFormatError(f"{where}: the image index lists no usable manifest")
+    want_os, want_arch = _host_platform()
+    for m in usable:
+        p = m.get("platform") or {}
+        if p.get("os", want_os) == want_os and p.get("architecture", want_arch) == want_arch:
+            return m
+    return usable[0]
+
+
+class _BlobStore:
+    """Blobs of an OCI layout, in a directory or inside a tar archive."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.archive: tarfile.TarFile | None = None
+        self.members: dict[str, tarfile.TarInfo] = {}
+        if not os.path.isdir(path):
+            try:
+                self.archive = tarfile.open(path, "r:*")  # noqa: SIM115 (closed by OciImage.close)
+                for m in self.archive.getmembers():
+                    self.members[posixpath.normpath(m.name.lstrip("/"))] = m
+            except (tarfile.TarError, OSError, EOFError) as exc:
+                raise ImageFormatError(f"{path}: damaged or truncated archive ({exc})") from None
+
+    def has(self, name: str) -> bool:
+        if self.archive is None:
+            return os.path.isfile(os.path.join(self.path, name))
+        return name in self.members
+
+    def size(self, name: str) -> int | None:
+        if self.archive is None:
+            try:
+                return os.path.getsize(os.path.join(self.path, name))
+            except OSError:
+                return None
+        member = self.members.get(name)
+        return member.size if member else None
+
+    def opener(self, name: str) -> Opener:
+        if self.archive is None:
+            full = os.path.join(self.path, name)
+            if not os.path.isfile(full):
+                raise ImageFormatError(f"{self.path}: {name} is missing from the OCI layout")
+            return lambda: open(full, "rb")
+        member = self.members.get(name)
+        if member is None:
+            raise ImageFormatError(f"{self.path}: {name} is missing from the archive")
+        archive = self.archive
+
+        def open_member() -> IO[bytes]:
+            f = archive.extractfile(member)
+            if f is None:
+                raise ImageFormatError(f"{self.path}: {name} is not a file in the archive")
+            return f
+
+        return open_member
+
+    def read(self, name: str, limit: int = MAX_READ) -> bytes:
+        try:
+            with self.opener(name)() as f:
+                data = f.read(limit + 1)
+        except (OSError, tarfile.TarError, EOFError) as exc:
+            raise ImageFormatError(f"{self.path}: cannot read {name} ({exc})") from None
+        if len(data) > limit:
+            raise ImageFormatError(f"{self.path}: {name} is larger than {limit} bytes")
+        return data
+
+    def blob_name(self, digest: str) -> str:
+        m = _BLOB.match(digest or "")
+        if not m:
+            raise ImageFormatError(f"{self.path}: invalid digest {digest!r}")
+        return f"blobs/{m.group(1)}/{m.group(2)}"
+
+
+def open_oci(path: str) -> OciImage:
+    """Open an OCI archive/layout or a docker-archive; read its index, manifest and config."""
+    store = _BlobStore(path)
+    kind = "oci-layout" if store.archive is None else "oci-archive"
+    if store.has("index.json"):
+        index = _json(store.read("index.json"), f"{path}: index.json")
+        desc = _choose(list(index.get("manifests") or []), f"{path}: index.json")
+        while desc.get("mediaType") in INDEX_TYPES:
+            name = store.blob_name(desc["digest"])
+            nested = _json(store.read(name), f"{path}: {name}")
+            desc = _choose(list(nested.get("manifests") or []), f"{path}: {name}")
+        name = store.blob_name(desc["digest"])
+        manifest = _json(store.read(name), f"{path}: {name}")
+        config_name = store.blob_name((manifest.get("config") or {}).get("digest", ""))
+        config = _json(store.read(config_name), f"{path}: {config_name}")
+        layers = [
+            Layer(
+                digest=lay.get("digest", ""),
+                media_type=lay.get("mediaType", ""),
+                size=int(lay.get("size") or 0),
+                open=store.opener(store.blob_name(lay.get("digest", ""))),
+            )
+            for lay in manifest.get("layers") or []
+        ]
+        for lay in layers:
+            have = store.size(store.blob_name(lay.digest))
+            if have is not None and lay.size and have != lay.size:
+                raise ImageFormatError(
+                    f"{path}: layer {lay.digest} has {have} bytes, its manifest says "
+                    f"{lay.size}: the image is damaged or truncated"
+                )
+        ref = (desc.get("annotations") or {}).get("org.opencontainers.image.ref.name")
+        return OciImage(
+            path, kind, config, layers, desc.get("digest"), [ref] if ref else [], store.archive
+        )
+    if store.archive is not None and store.has("manifest.json"):
+        entries = _json(store.read("manifest.json"), f"{path}: manifest.json")
+        if not isinstance(entries, list) or not entries or not isinstance(entries[0], dict):
+            raise ImageFormatError(f"{path}: manifest.json lists no image")
+        entry = entries[0]
+        config = _json(store.read(str(entry.get("Config", ""))), f"{path}: {entry.get('Config')}")
+        layers = []
+        for name in entry.get("Layers") or []:
+            norm = posixpath.normpath(str(name))
+            member = store.members.get(norm)
+            layers.append(
+                Layer(
+                    norm,
+                    "application/vnd.docker.image.rootfs.diff.tar",
+                    member.size if member else 0,
+                    store.opener(norm),
+                )
+            )
+        return OciImage(
+            path,
+            "docker-archive",
+            config,
+            layers,
+            None,
+            list(entry.get("RepoTags") or []),
+            store.archive,
+        )
+    if store.archive is not None:
+        store.archive.close()
+    raise ImageFormatError(
+        f"{path}: neither an OCI layout (index.json) nor a docker-archive (manifest.json)"
+    )
+
+
+# ------------------------------------------------------------------ layers as one tree
+
+
+def _norm(name: str) -> str:
+    name = posixpath.normpath("/" + name).lstrip("/")
+    return "" if name == "." else name
+
+
+def _entry(path: str, m: tarfile.TarInfo) -> Entry:
+    if m.isdir():
+        return Entry(path, DIR)
+    if m.issym():
+        return Entry(path, SYMLINK, len(m.linkname), m.linkname)
+    if m.isfile() or m.islnk():
+        return Entry(path, FILE, m.size)
+    return Entry(path, OTHER)
+
+
+class LayerTree:
+    """A :class:`~slurmc.images.contents.FileTree` over an image's layers, merged."""
+
+    def __init__(self, path: str, layers: Sequence[Layer]) -> None:
+        self.path = path
+        self.layers = list(layers)
+        self._merged: dict[str, Entry] | None = None
+        self._data: dict[str, bytes] = {}
+
+    def _members(
+        self, layer: Layer, want: Callable[[str], bool]
+    ) -> Iterator[tuple[str, tarfile.TarInfo | None, bytes | None]]:
+        """Yield (path, TarInfo, data-or-None) for each member; data for wanted files."""
+        if layer.media_type.endswith("+zstd"):
+            raise ImageFormatError(
+                f"{self.path}: layer {layer.digest} is zstd-compressed, which slurmc cannot "
+                "read without a container runtime; use --exec"
+            )
+        try:
+            with layer.open() as raw:
+                head = raw.read(2)
+                raw.seek(0)
+                comp = _COMPRESSED.get(head)
+                if comp == "zstd":
+                    raise ImageFormatError(
+                        f"{self.path}: layer {layer.digest} is zstd-compressed; use --exec"
+                    )
+                mode = "r|*" if comp else "r:"  # plain tar: seek over file data
+                with tarfile.open(fileobj=raw, mode=mode) as tf:  # type: ignore[call-overload]
+                    links: dict[str, str] = {}
+                    got: dict[str, bytes] = {}
+                    for m in tf:
+                        path = _norm(m.name)
+                        if not path:
+                            continue
+                        data = None
+                        if m.isfile() and m.size <= MAX_READ and want(path):
+                            f = tf.extractfile(m)
+                            data = f.read() if f is not None else None
+                            if data is not None:
+                                got[path] = data
+                        elif m.islnk() and want(path):
+                            links[path] = _norm(m.linkname)
+                        yield path, m, data
+                    for path, target in links.items():
+                        if target in got:
+                            yield path, None, got[target]
+        except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+            raise ImageFormatError(
+                f"{self.path}: layer {layer.digest or '?'} is damaged or truncated ({exc})"
+            ) from None
+
+    def _scan(self, want: Callable[[str], bool]) -> tuple[dict[str, Entry], dict[str, bytes]]:
+        merged: dict[str, Entry] = {}
+        data_of: dict[str, bytes] = {}
+        for layer in self.layers:
+            added: dict[str, Entry] = {}
+            added_data: dict[str, bytes] = {}
+            hide: list[str] = []
+            opaque: list[str] = []
+            for path, m, data in self._members(layer, want):
+                if m is None:  # a hard link's data, after its target was read
+                    if data is not None:
+                        added_data[path] = data
+                    continue
+                d, base = posixpath.split(path)
+                if base == ".wh..wh..opq":
+                    opaque.append(d)
+                elif base.startswith(".wh."):
+                    hide.append(posixpath.join(d, base[4:]))
+                else:
+                    added[path] = _entry(path, m)
+                    data_of.pop(path, None)
+                    if data is not None:
+                        added_data[path] = data
+            for gone in hide:
+                for p in [p for p in merged if p == gone or p.startswith(gone + "/")]:
+                    del merged[p]
+                    data_of.pop(p, None)
+            for d in opaque:
+                for p in [p for p in merged if p.startswith(d + "/")]:
+                    del merged[p]
+                    data_of.pop(p, None)
+            merged.update(added)
+            data_of.update(added_data)
+        return merged, data_of
+
+    def find(self, patterns: Sequence[str]) -> list[Entry]:
+        rx = compile_patterns(patterns)
+        if self._merged is None:
+            self._merged, self._data = self._scan(lambda p: rx.match(p) is not None)
+        return sorted(
+            (e for p, e in self._merged.items() if e.kind != DIR and rx.match(p)),
+            key=lambda e: e.path,
+        )
+
+    def read(self, paths: Sequence[str]) -> dict[str, bytes]:
+        missing = [p for p in paths if p not in self._data]
+        if missing and self._merged is not None:
+            wanted = {p for p in missing if self._merged.get(p, Entry(p, OTHER)).kind == FILE}
+            if wanted:  # a second pass over the layers, only when needed
+                _, more = self._scan(lambda p: p in wanted)
+                self._data.update({p: d for p, d in more.items() if p in wanted})
+        return {p: self._data[p] for p in paths if p in self._data}

@@ -1,0 +1,300 @@
+"""Real pulls from a real registry on 127.0.0.1, through the cache's lock (issue 3)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from .conftest import REPO, output_of, slurmc, submitted_id, wait_job
+
+pytestmark = pytest.mark.cluster
+
+BLOB_GET = re.compile(
+    r'"GET /v2/(?P<name>[^ "]+)/blobs/(?P<digest>sha256:[0-9a-f]{64})(?:\?[^ "]*)? HTTP/[0-9.]+" '
+    r"(?P<status>\d{3}) "
+)
+
+
+@dataclass(frozen=True)
+class Registry:
+    host: str
+    ca_bundle: str
+    log: Path
+
+    def blob_fetches(self, offset: int, name: str) -> int:
+        with open(self.log, "rb") as fh:
+            fh.seek(offset)
+            text = fh.read().decode(errors="replace")
+        return sum(1 for m in BLOB_GET.finditer(text) if m["name"] == name and m["status"] == "200")
+
+    def log_offset(self) -> int:
+        return self.log.stat().st_size if self.log.exists() else 0
+
+
+@pytest.fixture(scope="session")
+def registry() -> Iterator[Registry]:
+    script = REPO / "scripts" / "registry"
+    was_up = subprocess.run([script, "status"], capture_output=True).returncode == 0
+    r = subprocess.run([script, "up"], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.fail(f"scripts/registry up failed:\n{r.stderr[-3000:]}")
+    exports = dict(
+        line.removeprefix("export ").split("=", 1)
+        for line in r.stdout.splitlines()
+        if line.startswith("export ")
+    )
+    yield Registry(
+        exports["SLURMC_TEST_REGISTRY"],
+        exports["SLURMC_REGISTRY_CA_BUNDLE"],
+        Path(exports["SLURMC_REGISTRY_LOG"]),
+    )
+    if not was_up:
+        subprocess.run([script, "down"], capture_output=True)
+
+
+def push(registry: Registry, rootfs: Path, repo: str, *env: str) -> str:
+    ref = f"{registry.host}/{repo}"
+    args = [str(REPO / "scripts" / "push-test-image"), str(rootfs), ref]
+    for e in env:
+        args += ["--env", e]
+    r = subprocess.run(args, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return ref
+
+
+@pytest.fixture(scope="session")
+def pushed(registry, images) -> dict[str, str]:
+    """The test images in the registry, under repositories unique to this session."""
+    run = uuid.uuid4().hex[:8]
+    lumi_root = images.lumi_sqfs.parent / "rootfs"
+    plain_root = images.plain_sqfs.parent / "rootfs"
+    return {
+        "plain": push(registry, plain_root, f"slurmc/plain-{run}:v1"),
+        "lumi": push(
+            registry,
+            lumi_root,
+            f"slurmc/lumi-{run}:v1",
+            "WITH_CONDA=source /opt/miniconda3/bin/activate pytorch",
+        ),
+        "concurrent": push(registry, plain_root, f"slurmc/conc-{run}:v1"),
+        "killed": push(registry, plain_root, f"slurmc/killed-{run}:v1"),
+    }
+
+
+def pull_env(registry: Registry) -> dict[str, str]:
+    return {"REQUESTS_CA_BUNDLE": registry.ca_bundle}
+
+
+def test_sixteen_concurrent_pulls_one_transfer(cluster, registry, pushed, tmp_path):
+    ref = pushed["concurrent"]
+    name = ref.split("/", 1)[1].split(":")[0]
+    root = tmp_path / "cache"
+    offset = registry.log_offset()
+    exe = [shutil.which("slurmc") or "slurmc"]
+    procs = [
+        subprocess.Popen(
+            [*exe, "cache", "pull", "--site", "devcluster", "--cache-dir", str(root), ref],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **pull_env(registry)},
+        )
+        for _ in range(16)
+    ]
+    results = [(*reversed(p.communicate(timeout=300)), p.returncode)[::-1] for p in procs]
+    assert all(code == 0 for code, _, _ in results), [err for _, _, err in results]
+    paths = {out.strip() for _, out, _ in results}
+    assert len(paths) == 1
+    path = paths.pop()
+    time.sleep(1)  # the registry logs a request after answering it
+    # config + one layer: each fetched once, for all 16 callers
+    assert registry.blob_fetches(offset, name) == 2
+    waited = [err for _, _, err in results if "waiting for the pull" in err]
+    assert waited and "pid" in waited[0]  # the waiters were told who holds the lock
+    r = subprocess.run(
+        ["ch-run", path, "--", "cat", "/etc/os-release"], capture_output=True, text=True
+    )
+    assert r.returncode == 0 and "slurmc test image" in r.stdout
+    assert sorted(os.listdir(os.path.dirname(path))) == [os.path.basename(path)]
+
+
+def test_sigkill_mid_pull_leaves_nothing_and_the_next_pull_succeeds(
+    cluster, registry, pushed, tmp_path
+):
+    ref = pushed["killed"]
+    root = tmp_path / "cache"
+    exe = shutil.which("slurmc") or "slurmc"
+    p = subprocess.Popen(
+        [exe, "cache", "pull", "--site", "devcluster", "--cache-dir", str(root), ref],
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, **pull_env(registry)},
+    )
+    final = root / (ref + ".sqfs")
+
+    def lock_taken() -> bool:
+        return final.parent.is_dir() and any(final.parent.glob(".*.lock"))
+
+    deadline = time.monotonic() + 60
+    while not lock_taken():
+        assert time.monotonic() < deadline, "the pull never took its lock"
+        time.sleep(0.05)
+    time.sleep(1.5)  # well into the pull (ch-image pull / ch-convert)
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+    assert not final.exists()  # never a partial image at the final name
+    r = slurmc(
+        "cache",
+        "pull",
+        "--site",
+        "devcluster",
+        "--cache-dir",
+        str(root),
+        ref,
+        cwd=tmp_path,
+        env=pull_env(registry),
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == str(final) and final.is_file()
+    assert sorted(os.listdir(final.parent)) == [final.name]  # lock and leftovers gone
+
+
+def test_tiny_file_system_fills_up_clear_error_nothing_published(
+    cluster, registry, pushed, tmp_path
+):
+    tiny = tmp_path / "tiny"
+    tiny.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(tiny)], check=True)
+    try:
+        r = slurmc(
+            "cache",
+            "pull",
+            "--site",
+            "devcluster",
+            "--cache-dir",
+            str(tiny),
+            pushed["plain"],
+            cwd=tmp_path,
+            env=pull_env(registry),
+        )
+        assert r.returncode == 1
+        error = r.stderr.splitlines()[-1]  # after the progress notice, one error line
+        assert error.startswith("slurmc: error: no space left") and "Traceback" not in r.stderr
+        files = [os.path.join(d, f) for d, _, fs in os.walk(tiny) for f in fs]
+        assert files == []
+    finally:
+        subprocess.run(["umount", str(tiny)], check=True)
+
+
+def test_read_only_cache_is_a_clear_error(cluster, registry, pushed, tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", str(ro)], check=True)
+    try:
+        r = slurmc(
+            "cache",
+            "pull",
+            "--site",
+            "devcluster",
+            "--cache-dir",
+            str(ro),
+            pushed["plain"],
+            cwd=tmp_path,
+            env=pull_env(registry),
+        )
+        assert r.returncode == 1 and r.stderr.count("\n") == 1
+        assert "read-only file system" in r.stderr.lower() and "Traceback" not in r.stderr
+    finally:
+        subprocess.run(["umount", str(ro)], check=True)
+
+
+def test_unreachable_registry_says_how_to_add_the_image(cluster, tmp_path):
+    r = slurmc(
+        "cache",
+        "pull",
+        "--site",
+        "devcluster",
+        "--cache-dir",
+        str(tmp_path / "c"),
+        "127.0.0.1:1/team/model:v2",
+        cwd=tmp_path,
+    )
+    assert r.returncode == 1 and r.stderr.count("\n") == 1
+    assert "cannot reach registry 127.0.0.1:1" in r.stderr
+    assert "ch-image pull 127.0.0.1:1/team/model:v2" in r.stderr
+    assert "slurmc cache add FILE 127.0.0.1:1/team/model:v2" in r.stderr
+    assert not (tmp_path / "c").exists()  # nothing created
+
+
+def test_run_pulls_a_missing_image_then_submits(cluster, registry, pushed, tmp_path):
+    root = tmp_path / "cache"
+    r = slurmc(
+        "run",
+        "--site",
+        "devcluster",
+        "--cache-dir",
+        str(root),
+        pushed["lumi"],
+        "--",
+        "python",
+        "-c",
+        "import os, slurmc_probe; print(os.environ['CONDA_DEFAULT_ENV'])",
+        cwd=tmp_path,
+        env=pull_env(registry),
+    )
+    job = submitted_id(r)
+    assert "pulling " in r.stderr
+    fields = wait_job(job)
+    text = output_of(r).read_text()
+    assert fields["JobState"] == "COMPLETED", text
+    assert "pytorch" in text  # the pulled image's WITH_CONDA, from its OCI config
+    assert (root / (pushed["lumi"] + ".sqfs")).is_file()
+
+
+def test_cache_ls_add_rm_verify(cluster, images, tmp_path):
+    root = str(tmp_path / "cache")
+    common = ("--site", "devcluster", "--cache-dir", root)
+    r = slurmc("cache", "add", str(images.plain_sqfs), "team/img:v1", *common, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    r = slurmc("cache", "ls", "--json", *common, cwd=tmp_path)
+    listed = json.loads(r.stdout)
+    assert [e["reference"] for e in listed] == ["team/img:v1"]
+    assert listed[0]["size"] == images.plain_sqfs.stat().st_size
+    assert slurmc("cache", "verify", *common, cwd=tmp_path).returncode == 0
+    r = slurmc("cache", "rm", "team/img:v1", *common, cwd=tmp_path)
+    assert (
+        r.returncode == 0
+        and json.loads(slurmc("cache", "ls", "--json", *common, cwd=tmp_path).stdout) == []
+    )
+
+
+@pytest.mark.parametrize(
+    "ref",
+    ["a/../b:1", "../../etc/passwd", "a/b:" + "t" * 200, "x/" + "y" * 250 + ":1", "UP/per:1"],
+)
+def test_hostile_references_are_refused_before_touching_the_cache(cluster, tmp_path, ref):
+    r = slurmc(
+        "cache",
+        "pull",
+        "--site",
+        "devcluster",
+        "--cache-dir",
+        str(tmp_path / "c"),
+        ref,
+        cwd=tmp_path,
+    )
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    assert not (tmp_path / "c").exists()
