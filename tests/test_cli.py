@@ -105,8 +105,10 @@ def test_submit_prints_job_id_and_output_path(env, fp, tmp_path):
         ),
         (("run", "--site", "devcluster", "./img.sif"), "no command given"),
         (("run", "--site", "lumi", "./img.sif", "--", "x"), "needs an account"),
-        (("run", "--site", "devcluster", "--cache-dir", "c", "ubuntu:22.04", "--", "x"),
-         "cannot reach registry registry-1.docker.io:443"),
+        (
+            ("run", "--site", "devcluster", "--cache-dir", "c", "ubuntu:22.04", "--", "x"),
+            "cannot reach registry registry-1.docker.io:443",
+        ),
         (("site", "show", "nosuch"), "unknown site"),
     ],
 )

@@ -28,10 +28,20 @@ def catalog(tmp_path):
 def test_parses_both_forms():
     a = parse_name(NAMES[0])
     assert (a.package, a.rocm, a.python, a.version, a.dockerhash) == (
-        "mpi4py", "6.2.0", "3.12", "3.1.6", "f049c8bd4669")
+        "mpi4py",
+        "6.2.0",
+        "3.12",
+        "3.1.6",
+        "f049c8bd4669",
+    )
     b = parse_name(NAMES[3])
     assert (b.package, b.rocm, b.python, b.version, b.dockerhash) == (
-        "pytorch", "6.0.3", "3.12", "v2.3.1", None)
+        "pytorch",
+        "6.0.3",
+        "3.12",
+        "v2.3.1",
+        None,
+    )
     c = parse_name(NAMES[5])
     assert c.version == "20240918-vllm-4075b35" and c.dockerhash is None
     assert parse_name("README.txt") is None and parse_name("lumi-broken.sif") is None

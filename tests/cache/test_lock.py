@@ -32,8 +32,9 @@ def test_mutual_exclusion_across_16_processes(tmp_path):
     lock, counter, log = tmp_path / ".x.lock", tmp_path / "n", tmp_path / "log"
     counter.write_text("0")
     ctx = mp.get_context("fork")
-    procs = [ctx.Process(target=_worker, args=(str(lock), str(counter), str(log), 10))
-             for _ in range(16)]
+    procs = [
+        ctx.Process(target=_worker, args=(str(lock), str(counter), str(log), 10)) for _ in range(16)
+    ]
     for p in procs:
         p.start()
     for p in procs:
@@ -50,8 +51,9 @@ def test_lock_of_a_dead_process_on_this_host_is_broken(tmp_path):
     lock = tmp_path / ".img.lock"
     dead = subprocess.Popen(["true"])
     dead.wait()
-    lock.write_text(json.dumps({"host": HOST, "pid": dead.pid, "since": time.time(),
-                                "token": "old"}))
+    lock.write_text(
+        json.dumps({"host": HOST, "pid": dead.pid, "since": time.time(), "token": "old"})
+    )
     t0 = time.monotonic()
     with ImageLock(str(lock), timeout=5) as held:
         assert held.owner is not None and read_owner(str(lock)).token == held.owner.token
@@ -60,8 +62,9 @@ def test_lock_of_a_dead_process_on_this_host_is_broken(tmp_path):
 
 def test_live_lock_from_another_host_is_honoured_until_its_lifetime(tmp_path):
     lock = tmp_path / ".img.lock"
-    lock.write_text(json.dumps({"host": "other-node", "pid": 1, "since": time.time(),
-                                "token": "theirs"}))
+    lock.write_text(
+        json.dumps({"host": "other-node", "pid": 1, "since": time.time(), "token": "theirs"})
+    )
     waits = []
     with pytest.raises(LockTimeoutError, match="host other-node, pid 1"):
         ImageLock(str(lock), timeout=0.5, lifetime=60, on_wait=waits.append).acquire()
@@ -86,10 +89,9 @@ def test_read_only_directory_is_a_clear_error(tmp_path):
     ro.mkdir()
     ro.chmod(0o555)
     if os.geteuid() == 0:  # root ignores permissions: use a read-only mount instead
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", str(ro)],
-                       check=True)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", str(ro)], check=True)
     try:
-        with pytest.raises(CacheError, match="read-only file system|not writable"):
+        with pytest.raises(CacheError, match=r"read-only file system|not writable"):
             ImageLock(str(ro / ".x.lock"), timeout=1).acquire()
     finally:
         if os.geteuid() == 0:

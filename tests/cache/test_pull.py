@@ -38,8 +38,11 @@ def squashfs(tmp_path_factory) -> Path:
     src = tmp_path_factory.mktemp("rootfs")
     (src / "hello.txt").write_text("hello\n")
     out = tmp_path_factory.mktemp("img") / "img.sqfs"
-    subprocess.run(["mksquashfs", str(src), str(out), "-noappend", "-quiet"], check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        ["mksquashfs", str(src), str(out), "-noappend", "-quiet"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     return out
 
 
@@ -47,7 +50,7 @@ OPTS = PullOptions(executable="unused", check_network=False, lock_timeout=60)
 
 
 def test_publishes_readable_files_in_setgid_directories(tmp_path, squashfs):
-    rt = ScriptedRuntime(script=f"cp {squashfs} \"$1\"; chmod 600 \"$1\"")
+    rt = ScriptedRuntime(script=f'cp {squashfs} "$1"; chmod 600 "$1"')
     old = os.umask(0o077)
     try:
         path = pull_into(REF, rt, str(tmp_path / "root"), OPTS, {})
@@ -62,15 +65,15 @@ def test_publishes_readable_files_in_setgid_directories(tmp_path, squashfs):
 
 
 def test_truncated_pull_publishes_nothing(tmp_path, squashfs):
-    rt = ScriptedRuntime(script=f"head -c 100 {squashfs} > \"$1\"")
-    with pytest.raises(CacheError, match="not a SquashFS|truncated"):
+    rt = ScriptedRuntime(script=f'head -c 100 {squashfs} > "$1"')
+    with pytest.raises(CacheError, match=r"not a SquashFS|truncated"):
         pull_into(REF, rt, str(tmp_path), OPTS, {})
     assert os.listdir(tmp_path / "127.0.0.1:5999" / "team") == []
 
 
 def test_failing_pull_command(tmp_path):
     rt = ScriptedRuntime(script="echo 'manifest unknown' >&2; exit 1")
-    with pytest.raises(PullError, match="manifest unknown.*nothing was published"):
+    with pytest.raises(PullError, match=r"manifest unknown.*nothing was published"):
         pull_into(REF, rt, str(tmp_path), OPTS, {})
     assert os.listdir(tmp_path / "127.0.0.1:5999" / "team") == []
 
@@ -99,8 +102,9 @@ def test_sixteen_concurrent_callers_cause_one_pull(tmp_path, squashfs):
     script = f'echo x >> {count}; sleep 0.5; cp {squashfs} "$1"'
     ctx = mp.get_context("fork")
     out: mp.Queue = ctx.Queue()
-    procs = [ctx.Process(target=_pull, args=(str(tmp_path / "root"), script, out))
-             for _ in range(16)]
+    procs = [
+        ctx.Process(target=_pull, args=(str(tmp_path / "root"), script, out)) for _ in range(16)
+    ]
     for p in procs:
         p.start()
     for p in procs:
