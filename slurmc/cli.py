@@ -119,7 +119,9 @@ def run(
     environ = dict(os.environ)
     job = launch.plan_for_site(request, site, environ, os.getcwd())
     if not dry_run:
-        job = launch.ensure_image(job, environ, notify=lambda msg: typer.echo(msg, err=True))
+        job = launch.ensure_image(
+            job, environ, notify=cli_cache._notify, ticker=cli_cache.progress_ticker()
+        )
     if dry_run:
         text = launch.render_step(job) if interactive else launch.render_batch(job)
         sys.stdout.write(text)

@@ -55,7 +55,21 @@ def _age(seconds: float) -> str:
 
 
 def _notify(msg: str) -> None:
+    if sys.stderr.isatty():
+        sys.stderr.write("\r\033[K")
     typer.echo(msg, err=True)
+
+
+def progress_ticker() -> Any:
+    """A one-line progress display on a terminal; nothing when stderr is not a terminal."""
+    if not sys.stderr.isatty():
+        return None
+
+    def tick(elapsed: float, nbytes: int) -> None:
+        sys.stderr.write(f"\r\033[K  {elapsed:5.0f} s  {_human(nbytes)} written")
+        sys.stderr.flush()
+
+    return tick
 
 
 @cache_app.command("ls")
@@ -117,7 +131,16 @@ def cache_pull(
     options = PullOptions(
         executable=s.executable, lock_timeout=lock_timeout, pull_timeout=pull_timeout
     )
-    typer.echo(pull_into(ref, runtime, _writable_root(roots), options, env, notify=_notify))
+    path = pull_into(
+        ref,
+        runtime,
+        _writable_root(roots),
+        options,
+        env,
+        notify=_notify,
+        ticker=progress_ticker(),
+    )
+    typer.echo(path)
 
 
 @cache_app.command("add")

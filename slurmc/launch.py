@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 from .backends import Backend, Submission, get_backend
@@ -37,14 +37,25 @@ def plan_for_site(
     return plan(request, site, env, cwd)
 
 
-def ensure_image(job: Job, env: Mapping[str, str], notify: Notify | None = None) -> Job:
+def ensure_image(
+    job: Job,
+    env: Mapping[str, str],
+    notify: Notify | None = None,
+    ticker: Callable[[float, int], None] | None = None,
+) -> Job:
     """Pull a missing image (on this node, for sites that pull on the login node)."""
     image = job.image
     if image.source == "missing" and job.site.pull == "login":
         assert image.ref is not None and image.root is not None
         options = PullOptions(executable=job.site.executable)
         path = pull_into(
-            image.ref, job.runtime, image.root, options, env, notify=notify or (lambda _: None)
+            image.ref,
+            job.runtime,
+            image.root,
+            options,
+            env,
+            notify=notify or (lambda _: None),
+            ticker=ticker,
         )
         return replace(job, image=replace(image, path=path, source="cache"))
     if image.source in ("cache", "catalog"):

@@ -21,6 +21,7 @@ import os
 import shutil
 import socket
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -127,6 +128,46 @@ def _space_error(directory: str, detail: str) -> CacheError | None:
     )
 
 
+def _bytes_in(paths: tuple[str, ...]) -> int:
+    total = 0
+    for p in paths:
+        if os.path.isfile(p):
+            total += os.path.getsize(p)
+        elif os.path.isdir(p):
+            for d, _, files in os.walk(p):
+                for f in files:
+                    with contextlib.suppress(OSError):
+                        total += os.lstat(os.path.join(d, f)).st_size
+    return total
+
+
+class _Ticker:
+    """Calls *ticker(elapsed, bytes)* once a second from a thread while a pull runs."""
+
+    def __init__(
+        self, ticker: Callable[[float, int], None] | None, started: float, paths: tuple[str, ...]
+    ) -> None:
+        self.ticker, self.started, self.paths = ticker, started, paths
+        self.stop = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def _run(self) -> None:
+        assert self.ticker is not None
+        while not self.stop.wait(1.0):
+            self.ticker(time.monotonic() - self.started, _bytes_in(self.paths))
+
+    def __enter__(self) -> _Ticker:
+        if self.ticker is not None:
+            self.thread = threading.Thread(target=self._run, daemon=True)
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join()
+
+
 def publish(tmp: str, final: str) -> None:
     """Make *tmp* readable to the group, flush it, and rename it to *final* atomically."""
     os.chmod(tmp, FILE_MODE)
@@ -160,9 +201,12 @@ def pull_into(
     *,
     notify: Notify = _quiet,
     write: Callable[[str], None] | None = None,
+    ticker: Callable[[float, int], None] | None = None,
 ) -> str:
     """Return the path of *ref* in *root*, pulling it first if needed (see module docs).
 
+    *ticker*, if given, is called about once a second during the pull with the seconds
+    elapsed and the bytes written so far (for a progress display on a terminal).
     *write*, if given, replaces the runtime pull: it must write the image to the path
     it is given (``slurmc cache add`` copies a local file this way).
     """
@@ -201,13 +245,16 @@ def pull_into(
             else:
                 started = time.monotonic()
                 notify(f"pulling {ref} into {final}")
-                for step in runtime.pull_steps(options.executable, ref, tmp, scratch):
-                    try:
-                        proc.run(step.argv, env={**env, **step.env}, timeout=options.pull_timeout)
-                    except ExternalCommandError as exc:
-                        raise _space_error(directory, exc.stderr) or PullError(
-                            f"pulling {ref} failed: {exc}; nothing was published"
-                        ) from None
+                with _Ticker(ticker, started, (tmp, scratch)):
+                    for step in runtime.pull_steps(options.executable, ref, tmp, scratch):
+                        try:
+                            proc.run(
+                                step.argv, env={**env, **step.env}, timeout=options.pull_timeout
+                            )
+                        except ExternalCommandError as exc:
+                            raise _space_error(directory, exc.stderr) or PullError(
+                                f"pulling {ref} failed: {exc}; nothing was published"
+                            ) from None
                 size = os.path.getsize(tmp) if os.path.exists(tmp) else 0
                 notify(f"pulled {ref} ({size / 1e6:.1f} MB) in {time.monotonic() - started:.1f} s")
             check_image(tmp, runtime.format)

@@ -159,3 +159,10 @@ def test_prune_plan_is_least_recently_used_first(tmp_path, squashfs):
     assert [e.ref.tag for e in doomed] == ["1", "2"]
     doomed = plan_prune(all_entries, max_size=None, older_than_days=250 / 86400, now=400).remove
     assert [e.ref.tag for e in doomed] == ["1"]
+
+
+def test_progress_ticker_is_called_during_a_long_pull(tmp_path, squashfs):
+    ticks: list[tuple[float, int]] = []
+    rt = ScriptedRuntime(script=f'head -c 1000 /dev/zero > "$1"; sleep 2.3; cp {squashfs} "$1"')
+    pull_into(REF, rt, str(tmp_path), OPTS, {}, ticker=lambda t, n: ticks.append((t, n)))
+    assert len(ticks) >= 2 and ticks[0][1] >= 1000 and ticks[-1][0] > ticks[0][0]
