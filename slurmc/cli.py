@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from . import cli_cache
+from . import cli_cache, cli_inspect
 from .cli_common import handle_errors
 from .errors import SlurmcError
 
@@ -22,6 +22,7 @@ app = typer.Typer(
 site_app = typer.Typer(help="Inspect and check site configurations.", no_args_is_help=True)
 app.add_typer(site_app, name="site")
 cli_cache.register(app)
+cli_inspect.register(app)
 
 
 def _version(value: bool) -> None:

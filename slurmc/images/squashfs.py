@@ -40,7 +40,6 @@ MAGIC = 0x73717368  # "hsqs", little-endian
 COMPRESSORS = {1: "gzip", 2: "lzma", 3: "lzo", 4: "xz", 5: "lz4", 6: "zstd"}
 TOOL = "unsquashfs"
 TIMEOUT = 600.0
-CAT_BATCH = 1000  # paths per unsquashfs -cat call, well under ARG_MAX
 _ROOT = "squashfs-root"
 _LINE = re.compile(
     r"^(?P<mode>[-dlcbps][-rwxsStT]{9})\s+\S+\s+(?P<size>\d+|\d+,\s*\d+)\s+"
@@ -138,7 +137,6 @@ class SquashfsTree:
         self.path = path
         self.offset = offset
         self.superblock = read_superblock(path, offset, limit)
-        self._sizes: dict[str, int] = {}  # regular files seen by find(), for -cat
 
     def _run(self, args: Sequence[str], what: str) -> proc.Result:
         argv = [TOOL, "-o", str(self.offset), *args]
@@ -148,6 +146,11 @@ class SquashfsTree:
             raise ToolMissingError(
                 f"{TOOL} not found on PATH; install squashfs-tools "
                 "(apt-get install squashfs-tools / dnf install squashfs-tools)"
+            ) from None
+        except UnicodeDecodeError:  # proc.run decodes output as UTF-8
+            raise ImageFormatError(
+                f"{self.path}: a file name in the SquashFS file system is not UTF-8; "
+                "use --exec to list its packages"
             ) from None
         except ExternalCommandError as exc:
             lines = [ln.strip() for ln in exc.stderr.splitlines() if ln.strip()]
@@ -163,46 +166,10 @@ class SquashfsTree:
             return []
         result = self._run(["-llc", self.path, *pats], "list")
         rx = compile_patterns(pats)
-        found = [e for e in parse_listing(result.stdout) if rx.match(e.path)]
-        self._sizes.update((e.path, e.size) for e in found if e.kind == FILE)
-        return found
+        return [e for e in parse_listing(result.stdout) if rx.match(e.path)]
 
     def read(self, paths: Sequence[str]) -> dict[str, bytes]:
         paths = sorted({p.strip("/") for p in paths if p.strip("/") and "\n" not in p})
-        known = [p for p in paths if p in self._sizes]
-        out = self._cat(known)
-        rest = [p for p in paths if p not in out]
-        if rest:
-            out.update(self._extract(rest))
-        return out
-
-    def _cat(self, paths: list[str]) -> dict[str, bytes]:
-        """``unsquashfs -cat`` prints the files in the order given: split by the listed sizes."""
-        out: dict[str, bytes] = {}
-        for i in range(0, len(paths), CAT_BATCH):
-            batch = paths[i : i + CAT_BATCH]
-            data = self._run_bytes(["-no-wildcards", "-cat", self.path, *batch], "read")
-            if len(data) != sum(self._sizes[p] for p in batch):
-                return out  # changed under us, or a tool that differs: extract instead
-            pos = 0
-            for p in batch:
-                out[p] = data[pos : pos + self._sizes[p]]
-                pos += self._sizes[p]
-        return out
-
-    def _run_bytes(self, args: Sequence[str], what: str) -> bytes:
-        argv = [TOOL, "-o", str(self.offset), *args]
-        try:
-            return proc.run_bytes(argv, timeout=TIMEOUT)
-        except ToolMissingError:
-            raise ToolMissingError(f"{TOOL} not found on PATH; install squashfs-tools") from None
-        except ExternalCommandError as exc:
-            raise ImageFormatError(
-                f"{self.path}: cannot {what} the SquashFS file system (damaged image?): "
-                f"{TOOL}: {' | '.join(exc.stderr.strip().splitlines()[-2:])}"
-            ) from None
-
-    def _extract(self, paths: list[str]) -> dict[str, bytes]:
         if not paths:
             return {}
         tmp = tempfile.mkdtemp(prefix="slurmc-inspect-")
