@@ -123,6 +123,7 @@ def run(
         job = launch.ensure_image(
             job, environ, notify=cli_cache._notify, ticker=cli_cache.progress_ticker()
         )
+    job = launch.decide_conda(job)
     if dry_run:
         text = launch.render_step(job) if interactive else launch.render_batch(job)
         sys.stdout.write(text)

@@ -63,6 +63,26 @@ def ensure_image(
     return job
 
 
+def decide_conda(job: Job) -> Job:
+    """For ``conda = "auto"``: activate with $WITH_CONDA only if the image defines it.
+
+    The image file is read statically (slurmc inspect's reader, no container). Where it
+    cannot be read (not yet pulled, a URI, an unknown format), the script keeps the
+    guarded form that checks for the variable inside the container.
+    """
+    if job.conda != "auto" or job.image.source not in ("path", "cache", "catalog"):
+        return job
+    from .errors import SlurmcError
+    from .images import ImageFormatError
+    from .inspect import inspect_image
+
+    try:
+        defined = inspect_image(job.image.path).contents.with_conda is not None
+    except (SlurmcError, ImageFormatError, OSError):
+        return job
+    return replace(job, conda="with_conda" if defined else "none")
+
+
 def _backend(job: Job, env: Mapping[str, str]) -> Backend:
     return get_backend(env.get("SLURMC_BACKEND") or job.site.backend)
 

@@ -304,16 +304,27 @@ def test_site_that_pulls_inside_the_job(cluster, registry, pushed, tmp_path):
     """Login nodes without the runtime: the job pulls the image first, then runs it."""
     site = tmp_path / "pull-in-job.toml"
     site.write_text(
-        (REPO / "site-configs" / "devcluster.toml").read_text().replace(
-            "[images]\n", '[images]\npull = "job"\n'
-        ).replace('name = "devcluster"', 'name = "pull-in-job"').replace(
-            'cluster_name = "devcluster"', 'cluster_name = "nowhere"'
-        )
+        (REPO / "site-configs" / "devcluster.toml")
+        .read_text()
+        .replace("[images]\n", '[images]\npull = "job"\n')
+        .replace('name = "devcluster"', 'name = "pull-in-job"')
+        .replace('cluster_name = "devcluster"', 'cluster_name = "nowhere"')
     )
     root = tmp_path / "cache"
     ref = pushed["plain"]
-    r = slurmc("run", "--site", str(site), "--cache-dir", str(root), ref, "--", "cat",
-               "/etc/os-release", cwd=tmp_path, env=pull_env(registry))
+    r = slurmc(
+        "run",
+        "--site",
+        str(site),
+        "--cache-dir",
+        str(root),
+        ref,
+        "--",
+        "cat",
+        "/etc/os-release",
+        cwd=tmp_path,
+        env=pull_env(registry),
+    )
     job = submitted_id(r)
     assert "pulling" not in r.stderr  # nothing pulled on the login node
     fields = wait_job(job, timeout=180)

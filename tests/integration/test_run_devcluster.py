@@ -180,3 +180,33 @@ def test_hostile_job_name_and_comment_reach_slurm_unchanged(cluster, cache, tmp_
     subprocess.run(["scancel", job], check=True)
     assert f"JobName={name}\n" in show
     assert "Comment=x #y 'z'" in show
+
+
+@pytest.mark.parametrize(
+    ("flavor", "flag", "activates"),
+    [
+        ("lumi", None, True),
+        ("plain", None, False),
+        ("plain", "--conda", True),
+        ("lumi", "--no-conda", False),
+    ],
+)
+def test_auto_conda_follows_what_the_image_defines(images, tmp_path, flavor, flag, activates):
+    image = images.lumi_sqfs if flavor == "lumi" else images.plain_sqfs
+    args = [
+        "run",
+        "--site",
+        "devcluster",
+        "--dry-run",
+        *([flag] if flag else []),
+        str(image),
+        "--",
+        "python",
+        "x.py",
+    ]
+    r = slurmc(*args, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    last = r.stdout.rstrip().splitlines()[-1].strip()
+    assert last == (
+        "bash -c '$WITH_CONDA && exec \"$@\"' slurmc python x.py" if activates else "python x.py"
+    )
