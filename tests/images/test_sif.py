@@ -9,6 +9,7 @@ SHA-256 of the object's own data).
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import struct
 from pathlib import Path
@@ -18,9 +19,12 @@ import pytest
 from slurmc.images import ImageFormatError, sif
 from slurmc.images.squashfs import SquashfsTree
 
-FIXTURES = Path("/work/shared/fixtures/sif")
-if not FIXTURES.is_dir():  # a fresh clone has shared/ beside the repository
-    FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "sif"
+# shared/ lies beside the repository (as in CI's fresh clone); SLURMC_SHARED_DIR overrides
+FIXTURES = (
+    Path(os.environ.get("SLURMC_SHARED_DIR", Path(__file__).resolve().parents[3] / "shared"))
+    / "fixtures"
+    / "sif"
+)
 GO_ZERO_TIME = -62135596800  # time.Time{}.Unix(): the fixtures are deterministic
 ZERO_ID = "00000000-0000-0000-0000-000000000000"
 BLOB_DIGEST = "sha256:a88b15e95042f7d5a1327c03c57e10bdc1cf5f5efc2968fc73c12b6f5b00c731"
