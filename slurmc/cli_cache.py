@@ -112,6 +112,9 @@ def cache_pull(
     catalog: list[str] = CATALOG,
     lock_timeout: float = typer.Option(1800, "--lock-timeout", help="Seconds to wait for a lock."),
     pull_timeout: float = typer.Option(3600, "--pull-timeout", help="Seconds a pull may take."),
+    create: bool = typer.Option(
+        True, "--create/--nocreate", help="Enroot: also `enroot create` your own container."
+    ),
 ) -> None:
     """Pull an image into the cache once (concurrent callers wait for the one pull)."""
     from .cache.manage import default_refs
@@ -124,22 +127,26 @@ def cache_pull(
         raise CacheError("give either a REFERENCE or --default cpu|cuda|rocm")
     ref = default_refs(s.default_images, default) if default else parse_reference(reference)
     rel = runtime.cache_relpath(ref)
-    for root in (*roots.catalogs, *roots.caches):
-        if os.path.isfile(os.path.join(root, rel)):
-            typer.echo(os.path.join(root, rel))
-            return
-    options = PullOptions(
-        executable=s.executable, lock_timeout=lock_timeout, pull_timeout=pull_timeout
-    )
-    path = pull_into(
-        ref,
-        runtime,
-        _writable_root(roots),
-        options,
-        env,
-        notify=_notify,
-        ticker=progress_ticker(),
-    )
+    found = [os.path.join(r, rel) for r in (*roots.catalogs, *roots.caches)]
+    path = next((p for p in found if os.path.isfile(p)), None)
+    if path is None:
+        options = PullOptions(
+            executable=s.executable, lock_timeout=lock_timeout, pull_timeout=pull_timeout
+        )
+        path = pull_into(
+            ref,
+            runtime,
+            _writable_root(roots),
+            options,
+            env,
+            notify=_notify,
+            ticker=progress_ticker(),
+        )
+    if runtime.name == "enroot" and create:
+        from .cache.manage import enroot_create
+
+        name, made = enroot_create(s.executable, ref, path, env)
+        _notify(f"enroot container {name} {'created' if made else 'already exists'}")
     typer.echo(path)
 
 

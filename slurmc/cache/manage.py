@@ -68,6 +68,24 @@ def add(
     return pull_into(ref, runtime, root, PullOptions(executable=""), env, write=copy)
 
 
+def enroot_create(
+    executable: str, ref: ImageRef, path: str, env: Mapping[str, str]
+) -> tuple[str, bool]:
+    """The per-user ``enroot create`` from a shared .sqsh (as manage-enroot-cache does).
+
+    Returns the container's name and whether it was created now (False: it existed).
+    """
+    from .. import proc
+    from ..runtimes.enroot import Enroot
+
+    name = Enroot().container_name(ref)
+    existing = proc.run([executable, "list"], env=env).stdout.split()
+    if name in existing:
+        return name, False
+    proc.run([executable, "create", "--name", name, path], env=env)
+    return name, True
+
+
 def remove(ref_text: str, runtime: Runtime, roots: Iterable[str]) -> list[str]:
     ref = parse_reference(ref_text)
     removed = []

@@ -37,5 +37,11 @@ class Enroot(Runtime):
             )
         ]
 
+    def container_name(self, ref: ImageRef) -> str:
+        """The name ``enroot import`` would give: registry and ``library/`` dropped,
+        ``/`` and ``:`` as ``+`` (used for the per-user ``enroot create``)."""
+        name = ref.familiar_path + (f":{ref.effective_tag}" if ref.effective_tag else "")
+        return name.replace("/", "+").replace(":", "+")
+
     def fetch_hint(self, ref: ImageRef) -> str:
         return f"enroot import -o image.sqsh {enroot_uri(ref)}"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import REPO, output_of, slurmc, submitted_id, wait_job
+from .conftest import REPO, double_calls, output_of, slurmc, submitted_id, wait_job
 
 pytestmark = pytest.mark.cluster
 
@@ -331,3 +331,100 @@ def test_site_that_pulls_inside_the_job(cluster, registry, pushed, tmp_path):
     text = output_of(r).read_text()
     assert fields["JobState"] == "COMPLETED", text
     assert "slurmc test image" in text and (root / (ref + ".sqfs")).is_file()
+
+
+def test_singularity_pull_through_the_double_in_determined_layout(
+    cluster, registry, pushed, doubles, tmp_path
+):
+    """lumi/determined sites pull with `singularity pull DEST docker://REF` into a SIF file."""
+    root = tmp_path / "singularity_image_root"
+    ref = pushed["plain"]
+    r = slurmc(
+        "cache",
+        "pull",
+        "--site",
+        "determined",
+        "--cache-dir",
+        str(root),
+        ref,
+        cwd=tmp_path,
+        env=pull_env(registry),
+    )
+    assert r.returncode == 0, r.stderr
+    path = Path(r.stdout.strip())
+    assert path == root / ref  # no suffix: Determined's singularity_image_root layout
+    assert path.read_bytes()[32:41] == b"SIF_MAGIC"
+    pulls = [c["argv"] for c in double_calls(doubles, "singularity") if c["argv"][0] == "pull"]
+    assert pulls and pulls[-1][2] == f"docker://{ref}"
+    # and a job runs it, resolved from the cache by reference
+    r = slurmc(
+        "run",
+        "--site",
+        "determined",
+        "--partition",
+        "small",
+        "--cache-dir",
+        str(root),
+        ref,
+        "--",
+        "cat",
+        "/etc/os-release",
+        cwd=tmp_path,
+    )
+    job = submitted_id(r)
+    assert wait_job(job)["JobState"] == "COMPLETED"
+    assert "slurmc test image" in output_of(r).read_text()
+
+
+def test_enroot_import_and_per_user_create(cluster, registry, pushed, doubles, tmp_path):
+    root = tmp_path / "enroot-cache"
+    data = tmp_path / "enroot-data"
+    env = {**pull_env(registry), "ENROOT_DATA_PATH": str(data)}
+    ref = pushed["plain"]
+    r = slurmc(
+        "cache",
+        "pull",
+        "--site",
+        "nvidia-pyxis",
+        "--cache-dir",
+        str(root),
+        ref,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert r.returncode == 0, r.stderr
+    assert Path(r.stdout.strip()) == root / (ref + ".sqsh")
+    host, path = ref.split("/", 1)
+    imports = [c["argv"] for c in double_calls(doubles, "enroot") if c["argv"][0] == "import"]
+    assert imports[-1][-1] == f"docker://{host}#{path}"  # enroot's REGISTRY#IMAGE form
+    name = path.replace("/", "+").replace(":", "+")
+    assert f"enroot container {name} created" in r.stderr
+    assert (data / name).is_dir()
+    r = slurmc(
+        "cache",
+        "pull",
+        "--site",
+        "nvidia-pyxis",
+        "--cache-dir",
+        str(root),
+        ref,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert "already exists" in r.stderr
+    other = tmp_path / "other"
+    r = slurmc(
+        "cache",
+        "pull",
+        "--site",
+        "nvidia-pyxis",
+        "--cache-dir",
+        str(other),
+        "--nocreate",
+        ref,
+        cwd=tmp_path,
+        env={**env, "ENROOT_DATA_PATH": str(tmp_path / "d2")},
+    )
+    assert r.returncode == 0 and "enroot container" not in r.stderr
+    d2 = tmp_path / "d2"  # enroot makes its data dir on any command, but no container in it
+    assert not d2.exists() or not any(d2.iterdir())
