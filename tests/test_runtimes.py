@@ -43,7 +43,8 @@ def test_suffix_per_runtime():
     ref = parse_reference("a/b:c")
     assert get_runtime("charliecloud").cache_relpath(ref) == "a/b:c.sqfs"
     assert get_runtime("enroot").cache_relpath(ref) == "a/b:c.sqsh"
-    assert get_runtime("podman").cache_relpath(ref) == "a/b:c.oci.tar"
+    assert get_runtime("podman").cache_relpath(ref) == "a/b+c.oci.tar"  # podman: no ':'
+    assert get_runtime("podman").cache_relpath(parse_reference("h:5/a:b")) == "h+5/a+b.oci.tar"
 
 
 def test_collapsing_names_stay_distinct():

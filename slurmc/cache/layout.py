@@ -58,18 +58,20 @@ def display(ref: ImageRef) -> str:
 
 def ref_from_relpath(relpath: str, runtime: Runtime) -> ImageRef | None:
     """The inverse of ``runtime.cache_relpath``; None for files that are not cached images."""
+    original = relpath
     if runtime.suffix:
         if not relpath.endswith(runtime.suffix):
             return None
         relpath = relpath[: -len(runtime.suffix)]
-    last = relpath.rsplit("/", 1)[-1]
+    name = runtime.relpath_to_name(relpath)
+    last = name.rsplit("/", 1)[-1]
     if ":" not in last and "@" not in last:
         return None
     try:
-        ref = parse_reference(relpath)
+        ref = parse_reference(name)
+        return ref if runtime.cache_relpath(ref) == original else None
     except InvalidReferenceError:
         return None
-    return ref if runtime.cache_relpath(ref) == relpath + runtime.suffix else None
 
 
 def scan(root: str, runtime: Runtime) -> Iterator[Entry]:

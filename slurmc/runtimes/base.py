@@ -53,6 +53,10 @@ class Runtime:
         """What to run on a connected machine to get *ref* as a file for ``slurmc cache add``."""
         return f"apptainer pull image.sif {docker_uri(ref)}"
 
+    def relpath_to_name(self, relpath: str) -> str:
+        """The inverse of the runtime's own character mapping in :meth:`cache_relpath`."""
+        return relpath
+
     def cache_relpath(self, ref: ImageRef) -> str:
         """The image's file name under a cache root (Determined's layout).
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..errors import InvalidReferenceError
 from ..refs import ImageRef
 from .base import Runtime, Step, pull_name
 
@@ -33,6 +34,17 @@ class Podman(Runtime):
         if vendor == "amd":
             return ["--device", "/dev/kfd", "--device", "/dev/dri", "--group-add", "keep-groups"]
         return []
+
+    def cache_relpath(self, ref: ImageRef) -> str:
+        """Determined's layout with ``+`` for ``:``: podman refuses ``:`` in archive paths
+        (``oci-archive:PATH[:REF]``). No reference holds ``+`` (but a digest algorithm may,
+        which is refused), so the mapping stays injective."""
+        if ref.digest and "+" in ref.digest.split(":", 1)[0]:
+            raise InvalidReferenceError(f"{ref}: digest algorithms with '+' cannot be cached")
+        return super().cache_relpath(ref).replace(":", "+")
+
+    def relpath_to_name(self, relpath: str) -> str:
+        return relpath.replace("+", ":")
 
     def image_arg(self, path: str) -> str:
         return path if path.startswith("oci-archive:") else f"oci-archive:{path}"

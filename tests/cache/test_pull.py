@@ -166,3 +166,15 @@ def test_progress_ticker_is_called_during_a_long_pull(tmp_path, squashfs):
     rt = ScriptedRuntime(script=f'head -c 1000 /dev/zero > "$1"; sleep 2.3; cp {squashfs} "$1"')
     pull_into(REF, rt, str(tmp_path), OPTS, {}, ticker=lambda t, n: ticks.append((t, n)))
     assert len(ticks) >= 2 and ticks[0][1] >= 1000 and ticks[-1][0] > ticks[0][0]
+
+
+def test_listing_inverts_every_runtime_naming(tmp_path):
+    from slurmc.cache.layout import ref_from_relpath
+    from slurmc.runtimes import get_runtime
+
+    for kind in ("apptainer", "charliecloud", "enroot", "podman"):
+        rt = get_runtime(kind)
+        for text in ("ubuntu", "127.0.0.1:5443/a/b:v1", "a/b@sha256:" + "c" * 64):
+            ref = parse_reference(text)
+            back = ref_from_relpath(rt.cache_relpath(ref), rt)
+            assert back is not None and back.canonical() == ref.canonical()

@@ -428,3 +428,32 @@ def test_enroot_import_and_per_user_create(cluster, registry, pushed, doubles, t
     assert r.returncode == 0 and "enroot container" not in r.stderr
     d2 = tmp_path / "d2"  # enroot makes its data dir on any command, but no container in it
     assert not d2.exists() or not any(d2.iterdir())
+
+
+def test_podman_pull_and_save_oci_archive(cluster, registry, pushed, tmp_path):
+    """The podman site pulls with the real podman (pull + save --format=oci-archive)."""
+    root = tmp_path / "oci"
+    ref = pushed["plain"]
+    r = slurmc("cache", "pull", "--site", "podman", "--cache-dir", str(root), ref, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    path = Path(r.stdout.strip())
+    assert path == root / (ref.replace(":", "+") + ".oci.tar")  # podman refuses ':' in paths
+    import tarfile
+
+    with tarfile.open(path) as tar:
+        names = set(tar.getnames())
+    assert {"oci-layout", "index.json"} <= names
+    # the rendered script names it the way podman run takes it
+    r = slurmc(
+        "run",
+        "--site",
+        "podman",
+        "--cache-dir",
+        str(root),
+        "--dry-run",
+        ref,
+        "--",
+        "true",
+        cwd=tmp_path,
+    )
+    assert f"oci-archive:{path}" in r.stdout
