@@ -240,7 +240,7 @@ def images(
     site: str = SITE,
     catalog: list[str] = CATALOG,
 ) -> None:
-    """List the images of the site's catalogs (e.g. LUMI's SIF directory)."""
+    """List the site's image catalogs (LUMI's SIF directory), newest first."""
     from .cache.catalog import list_catalogs, matches, newest_first, pick
 
     _, _, roots, _ = _context(site, None, catalog)
