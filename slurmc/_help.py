@@ -2,4 +2,19 @@
 
 Regenerate: SLURMC_UPDATE_GOLDEN=1 pytest tests/test_main.py"""
 
-TOP_HELP = "Usage: slurmc [OPTIONS] COMMAND [ARGS]...\n\n  Run containerized jobs on Slurm clusters.\n\nOptions:\n  --version  Print the version and exit.\n  --help     Show this message and exit.\n\nCommands:\n  images   List the site's image catalogs (LUMI's SIF directory), newest...\n  inspect  Show what IMAGE holds (OS, Python, conda envs, pip packages)...\n  run      Run COMMAND in IMAGE on the cluster: slurmc run [OPTIONS] IMAGE...\n  site     Inspect and check site configurations.\n  cache    Manage the shared image cache.\n"
+TOP_HELP = (
+    "Usage: slurmc [OPTIONS] COMMAND [ARGS]...\n"
+    "\n"
+    "  Run containerized jobs on Slurm clusters.\n"
+    "\n"
+    "Options:\n"
+    "  --version  Print the version and exit.\n"
+    "  --help     Show this message and exit.\n"
+    "\n"
+    "Commands:\n"
+    "  images   List the site's image catalogs (LUMI's SIF directory), newest...\n"
+    "  inspect  Show what IMAGE holds (OS, Python, conda envs, pip packages)...\n"
+    "  run      Run COMMAND in IMAGE on the cluster: slurmc run [OPTIONS] IMAGE...\n"
+    "  site     Inspect and check site configurations.\n"
+    "  cache    Manage the shared image cache.\n"
+)

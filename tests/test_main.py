@@ -20,7 +20,9 @@ def test_stored_help_is_typers_own_rendering():
         Path(_help.__file__).write_text(
             '"""Typer\'s rendering of ``slurmc --help``, for the start-up fast path.\n\n'
             'Regenerate: SLURMC_UPDATE_GOLDEN=1 pytest tests/test_main.py"""\n\n'
-            f"TOP_HELP = {result.output!r}\n"
+            "TOP_HELP = (\n"
+            + "".join(f"    {line!r}\n" for line in result.output.splitlines(keepends=True))
+            + ")\n"
         )
     assert result.output == _help.TOP_HELP
 
