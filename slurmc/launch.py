@@ -5,13 +5,16 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from .backends import Backend, Submission, get_backend
 from .cache.layout import touch_used
-from .cache.pull import Notify, PullOptions, pull_into
 from .job import Job, JobRequest, expand_output, plan
 from .render import render_batch, render_step
 from .sites import Site, resolve_site
+
+if TYPE_CHECKING:
+    from .cache.pull import Notify
 
 __all__ = [
     "JobRequest",
@@ -46,6 +49,8 @@ def ensure_image(
     """Pull a missing image (on this node, for sites that pull on the login node)."""
     image = job.image
     if image.source == "missing" and job.site.pull == "login":
+        from .cache.pull import PullOptions, pull_into
+
         assert image.ref is not None and image.root is not None
         options = PullOptions(executable=job.site.executable)
         path = pull_into(
