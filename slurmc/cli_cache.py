@@ -31,11 +31,7 @@ def _context(site: str | None, cache_dir: list[str] | None, catalog: list[str] |
 
 
 def _writable_root(roots: Any) -> str:
-    from .errors import CacheError
-
-    if not roots.caches:
-        raise CacheError("this site has no image cache; pass --cache-dir DIR")
-    return str(roots.caches[0])
+    return str(roots.writable())
 
 
 def _human(n: float) -> str:

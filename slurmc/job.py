@@ -14,7 +14,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from .errors import ValidationError
+from .errors import ConfigError, ValidationError
 from .quoting import Quoted, comment, directive, has_control, sh, sh_join
 from .refs import parse_image
 from .resolve import ResolvedImage, Roots, resolve_image
@@ -186,12 +186,25 @@ def site_roots(
     cache_dirs: tuple[str, ...] = (),
     catalogs: tuple[str, ...] = (),
 ) -> Roots:
-    """The cache roots and catalogs for one invocation: the user's first, then the site's."""
+    """The cache roots and catalogs for one invocation: the user's first, then the site's.
+
+    A site cache whose path needs an unset variable (LUMI's ``$PROJECT_ID``) is left
+    out with the reason kept, so that catalogs and local files still work without it.
+    """
     caches = list(cache_dirs) or [d for d in env.get("SLURMC_CACHE_DIR", "").split(os.pathsep) if d]
-    caches += [expand(c, env, f"{site.source}: images.cache") for c in site.cache]
+    problems = []
+    for c in site.cache:
+        try:
+            caches.append(expand(c, env, f"{site.source}: images.cache"))
+        except ConfigError as exc:
+            problems.append(str(exc))
     cats = list(catalogs) or [d for d in env.get("SLURMC_CATALOG", "").split(os.pathsep) if d]
-    cats += [expand(c, env, f"{site.source}: images.catalogs") for c in site.catalogs]
-    return Roots(tuple(dict.fromkeys(caches)), tuple(dict.fromkeys(cats)))
+    for c in site.catalogs:
+        try:
+            cats.append(expand(c, env, f"{site.source}: images.catalogs"))
+        except ConfigError as exc:
+            problems.append(str(exc))
+    return Roots(tuple(dict.fromkeys(caches)), tuple(dict.fromkeys(cats)), tuple(problems))
 
 
 def template_path(site: Site, env: Mapping[str, str]) -> tuple[str, ...]:

@@ -23,6 +23,14 @@ class Roots:
 
     caches: tuple[str, ...] = ()
     catalogs: tuple[str, ...] = ()
+    problems: tuple[str, ...] = ()  # site roots left out, and why
+
+    def writable(self) -> str:
+        """The root a pull writes to."""
+        if not self.caches:
+            why = f" ({self.problems[0]})" if self.problems else ""
+            raise ImageNotFoundError(f"no image cache to pull into{why}; pass --cache-dir DIR")
+        return self.caches[0]
 
 
 @dataclass(frozen=True)
@@ -73,11 +81,12 @@ def resolve_image(
                 return ResolvedImage(spec, candidate, kind, spec.ref, root)
     if not roots.caches:
         looked = _where(roots.catalogs, rel)
+        why = f" ({roots.problems[0]})" if roots.problems else ""
         raise ImageNotFoundError(
-            f"image {spec.ref} is not in {looked} and this site has no cache to pull into; "
+            f"image {spec.ref} is not in {looked} and there is no cache to pull into{why}; "
             "give a local image file or --cache-dir DIR"
         )
-    target = os.path.join(roots.caches[0], rel)
+    target = os.path.join(roots.writable(), rel)
     return ResolvedImage(spec, target, "missing", spec.ref, roots.caches[0])
 
 
