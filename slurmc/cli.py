@@ -86,6 +86,9 @@ def run(
         False, "--interactive", help="Run under salloc in the foreground; exit with its status."
     ),
     parsable: bool = typer.Option(False, "--parsable", help="Print only the job id."),
+    wait: bool = typer.Option(
+        False, "--wait", help="Stream the job's output until it ends; exit with its status."
+    ),
 ) -> None:
     """Run COMMAND in IMAGE on the cluster: slurmc run [OPTIONS] IMAGE -- COMMAND..."""
     from . import launch
@@ -117,6 +120,12 @@ def run(
         catalogs=tuple(catalog or ()),
         interactive=interactive,
     )
+    if wait and (dry_run or interactive or array):
+        from .errors import ValidationError
+
+        raise ValidationError(
+            "--wait follows one batch job: not with --dry-run, --interactive or --array"
+        )
     environ = dict(os.environ)
     job = launch.plan_for_site(request, site, environ, os.getcwd())
     if not dry_run:
@@ -124,20 +133,30 @@ def run(
             job, environ, notify=cli_cache._notify, ticker=cli_cache.progress_ticker()
         )
     job = launch.decide_conda(job)
+    for note in job.notes:
+        typer.echo(f"note: {note}", err=True)
     if dry_run:
         text = launch.render_step(job) if interactive else launch.render_batch(job)
         sys.stdout.write(text)
         return
     if interactive:
         raise typer.Exit(launch.run_interactive(job, environ, os.getcwd()))
-    result = launch.submit(job, environ, os.getcwd())
+    result = launch.submit(job, environ, os.getcwd(), notify=cli_cache._notify)
+    for warning in result.warnings:
+        typer.echo(f"slurmc: warning: {warning}", err=True)
     if parsable:
         typer.echo(result.submission.job_id)
-        return
-    where = f" on cluster {result.submission.cluster}" if result.submission.cluster else ""
-    typer.echo(f"Submitted job {result.submission.job_id}{where} (site {job.site.name})")
-    if result.output:
-        typer.echo(f"Output: {result.output}")
+    else:  # with --wait, stdout is the job's output alone
+        where = f" on cluster {result.submission.cluster}" if result.submission.cluster else ""
+        typer.echo(
+            f"Submitted job {result.submission.job_id}{where} (site {job.site.name})", err=wait
+        )
+        if result.output:
+            typer.echo(f"Output: {result.output}", err=wait)
+    if wait:
+        from . import cli_jobs
+
+        raise typer.Exit(cli_jobs.wait_for(result, environ))
 
 
 @site_app.command("list")

@@ -20,7 +20,7 @@ from .refs import parse_image
 from .resolve import ResolvedImage, Roots, resolve_image
 from .resources import Resources, with_defaults
 from .runtimes import Runtime, get_runtime
-from .sites import Site, bundled_dir, config_home, expand
+from .sites import Partition, Site, bundled_dir, config_home, expand
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -53,6 +53,9 @@ class Job:
     conda: str  # "with_conda" | "none" | "auto"
     gpu_vendor: str
     template_path: tuple[str, ...]
+    cpu_bind: tuple[str, ...] = ()  # per-task CPU masks (one task per GPU), if applied
+    notes: tuple[str, ...] = ()  # what the user should know about this job's script
+    venv: str | None = None  # a venv image (SquashFS) mounted at /user-software
 
     # ---- what templates print (all quoted) ---------------------------------------------
     @property
@@ -102,20 +105,40 @@ class Job:
         return out
 
     @property
-    def entry(self) -> Quoted:
-        """The command inside the container, with conda activation where asked.
+    def srun_args(self) -> list[Quoted]:
+        """Options of the job step itself (CPU binding)."""
+        if not self.cpu_bind:
+            return []
+        return [Quoted("--cpu-bind=mask_cpu:" + ",".join(self.cpu_bind))]
 
-        The activation is single-quoted so that ``$WITH_CONDA`` expands inside the
+    @property
+    def inner_steps(self) -> list[str]:
+        """Shell commands run inside the container before the user's command."""
+        steps = []
+        if self.cpu_bind:  # each task sees the one GPU its cores sit next to
+            var = {"nvidia": "CUDA_VISIBLE_DEVICES"}.get(self.gpu_vendor, "ROCR_VISIBLE_DEVICES")
+            steps.append(f"export {var}=$SLURM_LOCALID")
+        var = self.site.conda_variable
+        if self.conda == "with_conda":
+            steps.append(f"${var}")
+        elif self.conda == "auto":
+            steps.append(f'if [ -n "${{{var}:-}}" ]; then ${var}; fi')
+        if self.venv:
+            steps.append("source /user-software/bin/activate")
+        return steps
+
+    @property
+    def entry(self) -> Quoted:
+        """The command inside the container, after the inner steps (conda activation...).
+
+        The steps are single-quoted so that ``$WITH_CONDA`` expands inside the
         container, never on the host; the user's words follow as ``"$@"``, so they
         arrive byte for byte whatever they hold.
         """
-        var = self.site.conda_variable
-        if self.conda == "with_conda":
-            script = f'${var} && exec "$@"'
-        elif self.conda == "auto":
-            script = f'if [ -n "${{{var}:-}}" ]; then ${var} || exit; fi; exec "$@"'
-        else:
+        steps = self.inner_steps
+        if not steps:
             return sh_join(self.command)
+        script = " && ".join([*steps, 'exec "$@"'])
         return Quoted(f"bash -c {sh(script)} slurmc {sh_join(self.command)}")
 
     @property
@@ -143,6 +166,7 @@ class Job:
         lines = [
             f"Rendered by slurmc for site {self.site.name} (runtime {self.runtime.name}).",
             f"Image: {self.image.spec.text} -> {self.image.path}" + note.get(self.image.source, ""),
+            *(f"Note: {n}" for n in self.notes),
         ]
         return [comment(line) for line in lines]
 
@@ -258,6 +282,7 @@ def plan(request: JobRequest, site: Site, env: Mapping[str, str], cwd: str) -> J
         if "\x00" in value:
             raise ValidationError(f"--env: the value of {name} holds a NUL byte")
     conda = request.conda or site.conda
+    cpu_bind, notes = _gpu_binding(partition, resources, request.extra)
     return Job(
         site=site,
         runtime=runtime,
@@ -269,7 +294,37 @@ def plan(request: JobRequest, site: Site, env: Mapping[str, str], cwd: str) -> J
         conda=conda,
         gpu_vendor=partition.gpu_vendor,
         template_path=template_path(site, env),
+        cpu_bind=cpu_bind,
+        notes=notes,
     )
+
+
+def _gpu_binding(
+    partition: Partition, resources: Resources, extra: tuple[str, ...]
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """LUMI-G style binding: task i to GPU i's cores, on whole-node allocations only.
+
+    On a shared allocation the cores and GPUs a job gets are not the ones the masks
+    name, so binding is skipped there and the user is told.
+    """
+    masks = partition.cpu_bind_masks
+    if not masks or resources.gpus_per_node is None:
+        return (), ()
+    exclusive = partition.whole_node or any(
+        a == "--exclusive" or a.startswith("--exclusive=") for a in extra
+    )
+    if not exclusive:
+        return (), (
+            f"GPU binding skipped: a {partition.name} allocation is shared with other jobs; "
+            "it applies to whole nodes only (--sbatch-arg=--exclusive, or standard-g)",
+        )
+    tasks = resources.ntasks_per_node
+    if tasks is not None and int(tasks) > len(masks):
+        raise ValidationError(
+            f"--ntasks-per-node={tasks}: GPU binding has {len(masks)} task slots per node "
+            f"(one per GPU) on {partition.name}"
+        )
+    return masks, ()
 
 
 def expand_output(pattern: str, job_id: str, job_name: str, user: str) -> str:

@@ -43,6 +43,10 @@ class Partition:
     gpus_per_node: int = 0
     cores_per_node: int | None = None
     defaults: Mapping[str, str] = field(default_factory=dict)
+    #: per-task CPU masks binding task i to GPU i's cores (LUMI-G's GCD layout)
+    cpu_bind_masks: tuple[str, ...] = ()
+    #: the partition always allocates whole nodes (e.g. LUMI's standard-g)
+    whole_node: bool = False
 
 
 @dataclass(frozen=True)
@@ -209,7 +213,13 @@ def parse_site(data: Mapping[str, Any], source: str, default_name: str) -> Site:
             raise p.fail("gpus_per_node", gpus, "a number >= 0")
         if cores is not None and cores < 1:
             raise p.fail("cores_per_node", cores, "a number >= 1")
-        partitions[pname] = Partition(pname, vendor, gpus, cores, _defaults(p, "defaults"))
+        masks = p.strings("cpu_bind_masks", "a list of hexadecimal CPU masks such as '0xfe'")
+        if any(not re.match(r"0x[0-9a-fA-F]+\Z", m) for m in masks):
+            raise p.fail("cpu_bind_masks", list(masks), "hexadecimal CPU masks such as '0xfe'")
+        whole = p.get("whole_node", bool, "true or false", False)
+        partitions[pname] = Partition(
+            pname, vendor, gpus, cores, _defaults(p, "defaults"), masks, whole
+        )
         p.finish()
     pt.finish()
     if default_partition and partitions and default_partition not in partitions:

@@ -61,9 +61,10 @@ def test_dry_run_prints_the_script_and_submits_nothing(env, fp):
         "3e-4",
     )
     assert r.exit_code == 0, r.output
-    assert r.output.startswith("#!/bin/bash\n")
-    assert "srun singularity exec --rocm" in r.output
-    assert "slurmc python my-script.py --lr 3e-4" in r.output
+    assert r.stdout.startswith("#!/bin/bash\n")
+    assert "srun singularity exec --rocm" in r.stdout
+    assert "slurmc python my-script.py --lr 3e-4" in r.stdout
+    assert r.stderr.startswith("note: GPU binding skipped: a small-g allocation is shared")
     assert fp.call_count(["sbatch", fp.any()]) == 0
 
 

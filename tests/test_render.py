@@ -122,3 +122,57 @@ def test_user_templates_override_bundled_ones(clean_env, tmp_path):
     (tdir / "sbatch.sh.j2").write_text("#!/bin/bash\n# mine\n{% include 'step.sh.j2' %}")
     text = render_batch(make_job("devcluster", None, clean_env, tmp_path))
     assert text.startswith("#!/bin/bash\n# mine\n") and "ch-run" in text
+
+
+LUMI_MASKS = (  # LUMI's documented GCD order, c = fe (FIELD-NOTES §4)
+    "0xfe000000000000,0xfe00000000000000,0xfe0000,0xfe000000,"
+    "0xfe,0xfe00,0xfe00000000,0xfe0000000000"
+)
+
+
+def test_lumi_standard_g_whole_node_binds_each_task_to_its_gcd(clean_env, tmp_path):
+    site = load_site("lumi", clean_env)
+    img = tmp_path / "img.sif"
+    img.write_bytes(b"")
+    req = JobRequest(
+        image=str(img),
+        command=("python", "train.py"),
+        resources={
+            "account": "p",
+            "partition": "standard-g",
+            "nodes": "2",
+            "gpus_per_node": "8",
+            "ntasks_per_node": "8",
+            "time": "1:00:00",
+        },
+    )
+    job = plan(req, site, clean_env, "/home/user")
+    text = render_batch(job)
+    assert f"srun --cpu-bind=mask_cpu:{LUMI_MASKS} singularity exec --rocm" in text
+    assert "'export ROCR_VISIBLE_DEVICES=$SLURM_LOCALID && $WITH_CONDA && exec \"$@\"'" in text
+    bash_n(text)
+    shellcheck(text)
+    fixed = "/shared/images/demo image.sif"
+    job = replace(
+        job, image=ResolvedImage(ImageSpec(kind="path", text=fixed, path=fixed), fixed, "path")
+    )
+    check_golden("lumi-standard-g-binding.sh", render_batch(job))
+
+
+def test_binding_is_skipped_and_said_on_a_shared_allocation(clean_env, tmp_path):
+    site = load_site("lumi", clean_env)
+    img = tmp_path / "img.sif"
+    img.write_bytes(b"")
+    base = {"account": "p", "partition": "small-g", "gpus_per_node": "2"}
+    job = plan(JobRequest(image=str(img), command=("x",), resources=base), site, clean_env, "/")
+    assert job.cpu_bind == () and "GPU binding skipped" in job.notes[0]
+    assert "--cpu-bind" not in render_batch(job) and "# Note: GPU binding skipped" in render_batch(
+        job
+    )
+    job = plan(
+        JobRequest(image=str(img), command=("x",), resources=base, extra=("--exclusive",)),
+        site,
+        clean_env,
+        "/",
+    )
+    assert ",".join(job.cpu_bind) == LUMI_MASKS and job.notes == ()

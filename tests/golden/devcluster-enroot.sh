@@ -16,4 +16,4 @@ srun --container-image='/shared/images/demo image.sif' \
     --container-mounts="$PWD:$PWD",/data:/data:ro \
     --container-workdir="$PWD" \
     --container-env=MY_VAR \
-    bash -c 'if [ -n "${WITH_CONDA:-}" ]; then $WITH_CONDA || exit; fi; exec "$@"' slurmc python train.py --lr 3e-4 'it'\''s $HOME' $'a\x0ab' '#SBATCH -p evil'
+    bash -c 'if [ -n "${WITH_CONDA:-}" ]; then $WITH_CONDA; fi && exec "$@"' slurmc python train.py --lr 3e-4 'it'\''s $HOME' $'a\x0ab' '#SBATCH -p evil'

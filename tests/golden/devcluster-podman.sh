@@ -16,4 +16,4 @@ srun podman run --rm --network=host --device /dev/kfd --device /dev/dri --group-
     -v /data:/data:ro \
     -e MY_VAR='a b,c' \
     'oci-archive:/shared/images/demo image.sif' \
-    bash -c 'if [ -n "${WITH_CONDA:-}" ]; then $WITH_CONDA || exit; fi; exec "$@"' slurmc python train.py --lr 3e-4 'it'\''s $HOME' $'a\x0ab' '#SBATCH -p evil'
+    bash -c 'if [ -n "${WITH_CONDA:-}" ]; then $WITH_CONDA; fi && exec "$@"' slurmc python train.py --lr 3e-4 'it'\''s $HOME' $'a\x0ab' '#SBATCH -p evil'

@@ -5,4 +5,4 @@ export USER="${USER:-$(id -un)}"
 # shellcheck disable=SC2016
 srun ch-run --set-env -b /data:/data -c "$PWD" \
     '/shared/images/demo image.sif' -- \
-    bash -c 'if [ -n "${WITH_CONDA:-}" ]; then $WITH_CONDA || exit; fi; exec "$@"' slurmc python train.py --lr 3e-4 'it'\''s $HOME' $'a\x0ab' '#SBATCH -p evil'
+    bash -c 'if [ -n "${WITH_CONDA:-}" ]; then $WITH_CONDA; fi && exec "$@"' slurmc python train.py --lr 3e-4 'it'\''s $HOME' $'a\x0ab' '#SBATCH -p evil'

@@ -8,6 +8,7 @@
 #
 # Rendered by slurmc for site lumi (runtime podman).
 # Image: /shared/images/demo image.sif -> /shared/images/demo image.sif
+# Note: GPU binding skipped: a small-g allocation is shared with other jobs; it applies to whole nodes only (--sbatch-arg=--exclusive, or standard-g)
 set -euo pipefail
 # Single quotes are deliberate: these words expand inside the container.
 # shellcheck disable=SC2016
