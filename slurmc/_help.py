@@ -14,6 +14,7 @@ TOP_HELP = (
     "Commands:\n"
     "  images   List the site's image catalogs (LUMI's SIF directory), newest...\n"
     "  inspect  Show what IMAGE holds (OS, Python, conda envs, pip packages)...\n"
+    "  shell    Open a shell in IMAGE on an allocated node (salloc + srun...\n"
     "  run      Run COMMAND in IMAGE on the cluster: slurmc run [OPTIONS] IMAGE...\n"
     "  site     Inspect and check site configurations.\n"
     "  cache    Manage the shared image cache.\n"

@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from . import cli_cache, cli_inspect
+from . import cli_cache, cli_inspect, cli_shell
 from .cli_common import handle_errors
 from .errors import SlurmcError
 
@@ -23,6 +23,7 @@ site_app = typer.Typer(help="Inspect and check site configurations.", no_args_is
 app.add_typer(site_app, name="site")
 cli_cache.register(app)
 cli_inspect.register(app)
+cli_shell.register(app)
 
 
 def _version(value: bool) -> None:

@@ -39,6 +39,7 @@ class JobRequest:
     cache_dirs: tuple[str, ...] = ()
     catalogs: tuple[str, ...] = ()
     interactive: bool = False
+    pty: bool = False  # the step gets a pseudo-terminal (slurmc shell)
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class Job:
     cpu_bind: tuple[str, ...] = ()  # per-task CPU masks (one task per GPU), if applied
     notes: tuple[str, ...] = ()  # what the user should know about this job's script
     venv: str | None = None  # a venv image (SquashFS) mounted at /user-software
+    pty: bool = False
 
     # ---- what templates print (all quoted) ---------------------------------------------
     @property
@@ -106,10 +108,11 @@ class Job:
 
     @property
     def srun_args(self) -> list[Quoted]:
-        """Options of the job step itself (CPU binding)."""
-        if not self.cpu_bind:
-            return []
-        return [Quoted("--cpu-bind=mask_cpu:" + ",".join(self.cpu_bind))]
+        """Options of the job step itself (a pseudo-terminal, CPU binding)."""
+        args = [Quoted("--pty")] if self.pty else []
+        if self.cpu_bind:
+            args.append(Quoted("--cpu-bind=mask_cpu:" + ",".join(self.cpu_bind)))
+        return args
 
     @property
     def inner_steps(self) -> list[str]:
@@ -296,6 +299,7 @@ def plan(request: JobRequest, site: Site, env: Mapping[str, str], cwd: str) -> J
         template_path=template_path(site, env),
         cpu_bind=cpu_bind,
         notes=notes,
+        pty=request.pty,
     )
 
 
