@@ -15,7 +15,10 @@ TOP_HELP = (
     "  images   List the site's image catalogs (LUMI's SIF directory), newest...\n"
     "  inspect  Show what IMAGE holds (OS, Python, conda envs, pip packages)...\n"
     "  shell    Open a shell in IMAGE on an allocated node (salloc + srun...\n"
+    "  build    Build a new SIF image: BASE plus a conda environment, with cotainr.\n"
     "  run      Run COMMAND in IMAGE on the cluster: slurmc run [OPTIONS] IMAGE...\n"
     "  site     Inspect and check site configurations.\n"
     "  cache    Manage the shared image cache.\n"
+    "  venv     Python venvs on top of an image, mounted at /user-software in jobs.\n"
+    "  jobs     The jobs slurmc submitted: list (default), show, logs, cancel.\n"
 )

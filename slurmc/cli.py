@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from . import cli_cache, cli_inspect, cli_shell
+from . import cli_cache, cli_inspect, cli_jobs, cli_shell, cli_venv
 from .cli_common import handle_errors
 from .errors import SlurmcError
 
@@ -24,6 +24,8 @@ app.add_typer(site_app, name="site")
 cli_cache.register(app)
 cli_inspect.register(app)
 cli_shell.register(app)
+cli_venv.register(app)
+cli_jobs.register(app)
 
 
 def _version(value: bool) -> None:
@@ -76,11 +78,14 @@ def run(
     conda: bool = typer.Option(
         None, "--conda/--no-conda", help="Force $WITH_CONDA activation on or off."
     ),
+    venv: str = typer.Option(
+        None, "--venv", help="A venv (slurmc venv create) or .sqsh file, at /user-software."
+    ),
     cache_dir: list[str] = typer.Option(
-        None, "--cache-dir", help="Image cache root, before the site's ($SLURMC_CACHE_DIR)."
+        None, "--cache-dir", help="Image cache root, instead of the site's ($SLURMC_CACHE_DIR)."
     ),
     catalog: list[str] = typer.Option(
-        None, "--catalog", help="Read-only image catalog, before the site's ($SLURMC_CATALOG)."
+        None, "--catalog", help="Read-only image catalog, instead of the site's ($SLURMC_CATALOG)."
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the script; submit nothing."),
     interactive: bool = typer.Option(
@@ -120,6 +125,7 @@ def run(
         cache_dirs=tuple(cache_dir or ()),
         catalogs=tuple(catalog or ()),
         interactive=interactive,
+        venv=venv,
     )
     if wait and (dry_run or interactive or array):
         from .errors import ValidationError
@@ -132,6 +138,9 @@ def run(
     if not dry_run:
         job = launch.ensure_image(
             job, environ, notify=cli_cache._notify, ticker=cli_cache.progress_ticker()
+        )
+        job = launch.ensure_venv(
+            job, environ, os.getcwd(), warn=lambda w: typer.echo(f"slurmc: warning: {w}", err=True)
         )
     job = launch.decide_conda(job)
     for note in job.notes:

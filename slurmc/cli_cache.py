@@ -15,8 +15,8 @@ from .cli_common import handle_errors
 cache_app = typer.Typer(help="Manage the shared image cache.", no_args_is_help=True)
 
 SITE = typer.Option(None, "--site", help="Site name or file (else $SLURMC_SITE).")
-CACHE_DIR = typer.Option(None, "--cache-dir", help="Cache root, over the site's.")
-CATALOG = typer.Option(None, "--catalog", help="Catalog directory, over the site's.")
+CACHE_DIR = typer.Option(None, "--cache-dir", help="Cache root, instead of the site's.")
+CATALOG = typer.Option(None, "--catalog", help="Catalog directory, instead of the site's.")
 
 
 def _context(site: str | None, cache_dir: list[str] | None, catalog: list[str] | None) -> Any:

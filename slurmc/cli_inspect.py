@@ -45,7 +45,7 @@ def register(app: typer.Typer) -> None:
         time: str = typer.Option(None, "--time", "-t", help="srun time limit (--on-node)."),
         site: str = typer.Option(None, "--site", help="Site name or file (else $SLURMC_SITE)."),
         cache_dir: list[str] = typer.Option(
-            None, "--cache-dir", help="Image cache root, before the site's ($SLURMC_CACHE_DIR)."
+            None, "--cache-dir", help="Image cache root, instead of the site's ($SLURMC_CACHE_DIR)."
         ),
     ) -> None:
         """Show what IMAGE holds (OS, Python, conda envs, pip packages) without a job."""

@@ -26,6 +26,9 @@ def shell(
     bind: list[str] = typer.Option(None, "--bind", "-B", help="SRC[:DST[:OPTS]] (repeatable)."),
     env: list[str] = typer.Option(None, "--env", help="NAME=VALUE in the container (repeatable)."),
     conda: bool = typer.Option(None, "--conda/--no-conda", help="Force $WITH_CONDA on or off."),
+    venv: str = typer.Option(
+        None, "--venv", help="A venv (slurmc venv create), at /user-software."
+    ),
     cache_dir: list[str] = typer.Option(None, "--cache-dir", help="Image cache root."),
     catalog: list[str] = typer.Option(None, "--catalog", help="Image catalog directory."),
     shell_cmd: str = typer.Option("bash", "--shell", help="The shell to start in the container."),
@@ -53,11 +56,15 @@ def shell(
         catalogs=tuple(catalog or ()),
         interactive=True,
         pty=True,
+        venv=venv,
     )
     environ = dict(os.environ)
     job = launch.plan_for_site(request, site, environ, os.getcwd())
     job = launch.ensure_image(
         job, environ, notify=cli_cache._notify, ticker=cli_cache.progress_ticker()
+    )
+    job = launch.ensure_venv(
+        job, environ, os.getcwd(), warn=lambda w: typer.echo(f"slurmc: warning: {w}", err=True)
     )
     job = launch.decide_conda(job)
     for note in job.notes:

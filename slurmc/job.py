@@ -40,6 +40,7 @@ class JobRequest:
     catalogs: tuple[str, ...] = ()
     interactive: bool = False
     pty: bool = False  # the step gets a pseudo-terminal (slurmc shell)
+    venv: str | None = None  # a venv name or .sqsh file (slurmc venv create), at /user-software
 
 
 @dataclass(frozen=True)
@@ -136,13 +137,21 @@ class Job:
 
         The steps are single-quoted so that ``$WITH_CONDA`` expands inside the
         container, never on the host; the user's words follow as ``"$@"``, so they
-        arrive byte for byte whatever they hold.
+        arrive byte for byte whatever they hold. srun takes a word that is exactly
+        ``:`` anywhere on its command line as the separator of a heterogeneous job,
+        so when the command holds one, every word goes in with a ``+`` in front and
+        the inner script takes it off again.
         """
         steps = self.inner_steps
-        if not steps:
-            return sh_join(self.command)
-        script = " && ".join([*steps, 'exec "$@"'])
-        return Quoted(f"bash -c {sh(script)} slurmc {sh_join(self.command)}")
+        words = list(self.command)
+        run = 'exec "$@"'
+        if ":" in words:
+            words = ["+" + w for w in words]
+            run = 'a=(); for w in "$@"; do a+=("${w#+}"); done; exec "${a[@]}"'
+        elif not steps:
+            return sh_join(words)
+        script = " && ".join([*steps, run]) if steps else run
+        return Quoted(f"bash -c {sh(script)} slurmc {sh_join(words)}")
 
     @property
     def pull_step(self) -> Quoted | None:
@@ -213,24 +222,30 @@ def site_roots(
     cache_dirs: tuple[str, ...] = (),
     catalogs: tuple[str, ...] = (),
 ) -> Roots:
-    """The cache roots and catalogs for one invocation: the user's first, then the site's.
+    """The cache roots and catalogs for one invocation.
 
-    A site cache whose path needs an unset variable (LUMI's ``$PROJECT_ID``) is left
-    out with the reason kept, so that catalogs and local files still work without it.
+    ``--cache-dir``/``$SLURMC_CACHE_DIR`` and ``--catalog``/``$SLURMC_CATALOG`` replace
+    the site's for that invocation. A site cache whose path needs an unset variable
+    (LUMI's ``$PROJECT_ID``) is left out with the reason kept, so that catalogs and
+    local files still work without it.
     """
+    problems: list[str] = []
+
+    def expand_all(dirs: tuple[str, ...], key: str) -> list[str]:
+        out = []
+        for d in dirs:
+            try:
+                out.append(expand(d, env, f"{site.source}: {key}"))
+            except ConfigError as exc:
+                problems.append(str(exc))
+        return out
+
     caches = list(cache_dirs) or [d for d in env.get("SLURMC_CACHE_DIR", "").split(os.pathsep) if d]
-    problems = []
-    for c in site.cache:
-        try:
-            caches.append(expand(c, env, f"{site.source}: images.cache"))
-        except ConfigError as exc:
-            problems.append(str(exc))
+    if not caches:
+        caches = expand_all(site.cache, "images.cache")
     cats = list(catalogs) or [d for d in env.get("SLURMC_CATALOG", "").split(os.pathsep) if d]
-    for c in site.catalogs:
-        try:
-            cats.append(expand(c, env, f"{site.source}: images.catalogs"))
-        except ConfigError as exc:
-            problems.append(str(exc))
+    if not cats:
+        cats = expand_all(site.catalogs, "images.catalogs")
     return Roots(tuple(dict.fromkeys(caches)), tuple(dict.fromkeys(cats)), tuple(problems))
 
 
@@ -280,6 +295,13 @@ def plan(request: JobRequest, site: Site, env: Mapping[str, str], cwd: str) -> J
     image = resolve_image(spec, runtime, roots, cwd=cwd, env=env)
 
     binds = tuple(_check_bind(b, runtime, cwd) for b in (*site.binds, *request.binds))
+    venv = None
+    if request.venv:
+        from .venvs import find_venv, venv_binds
+
+        found = find_venv(request.venv, env, cwd)
+        binds += tuple(venv_binds(runtime.name, found))
+        venv = found.path
     env_items = list(site.env.items()) + _parse_env(request.env)
     for name, value in env_items:
         if "\x00" in value:
@@ -300,6 +322,7 @@ def plan(request: JobRequest, site: Site, env: Mapping[str, str], cwd: str) -> J
         cpu_bind=cpu_bind,
         notes=notes,
         pty=request.pty,
+        venv=venv,
     )
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .backends import Backend, Submission, get_backend
@@ -31,6 +33,10 @@ __all__ = [
 class SubmitResult:
     submission: Submission
     output: str | None
+    tag: str = ""  # the unique tag in the job's --comment
+    record: Path | None = None  # the job record, when it could be written
+    warnings: tuple[str, ...] = ()
+    error: str | None = None  # the --error file, when one was given
 
 
 def plan_for_site(
@@ -68,6 +74,23 @@ def ensure_image(
     return job
 
 
+def ensure_venv(
+    job: Job, env: Mapping[str, str], cwd: str, warn: Callable[[str], None] | None = None
+) -> Job:
+    """Make the job's venv mountable (unpacked once where the runtime binds a directory);
+    warn when it was built on another image."""
+    if job.venv is None:
+        return job
+    from .venvs import base_mismatch, find_venv, prepare
+
+    venv = find_venv(job.venv, env, cwd)
+    prepare(venv, job.runtime.name)
+    warning = base_mismatch(venv, job.image.path)
+    if warning and warn is not None:
+        warn(warning)
+    return job
+
+
 def decide_conda(job: Job) -> Job:
     """For ``conda = "auto"``: activate with $WITH_CONDA only if the image defines it.
 
@@ -92,19 +115,129 @@ def _backend(job: Job, env: Mapping[str, str]) -> Backend:
     return get_backend(env.get("SLURMC_BACKEND") or job.site.backend)
 
 
-def submit(job: Job, env: Mapping[str, str], cwd: str) -> SubmitResult:
+def submit(
+    job: Job,
+    env: Mapping[str, str],
+    cwd: str,
+    *,
+    notify: Callable[[str], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> SubmitResult:
+    """Submit safely: tag the job, look the tag up before any retry, record the job.
+
+    The retry rules are :func:`slurmc.backends.base.submit_safely`'s; the record is
+    described in :mod:`slurmc.records`.
+    """
+    from .backends.base import new_tag, parse_delays, submit_safely
+    from .backends.sbatch import SlurmCommands
+
+    tag = new_tag()
+    job, user_comment = _with_tag(job, tag)
     script = render_batch(job)  # render (and fail) before the backend is touched
-    submission = _backend(job, env).submit(script, cwd=cwd)
-    output = None
-    if job.resources.output and not job.resources.array:
-        name = expand_output(
-            job.resources.output,
-            submission.job_id,
-            job.resources.job_name or "",
-            env.get("USER", ""),
-        )
-        output = os.path.normpath(os.path.join(cwd, name))
-    return SubmitResult(submission, output)
+    backend = _backend(job, env)
+    queries = SlurmCommands()
+    submitted_at = time.time()
+    submission = submit_safely(
+        lambda: backend.submit(script, cwd=cwd),
+        lambda: queries.find_tagged(tag),
+        queries.cancel,
+        tag=tag,
+        delays=parse_delays(env.get("SLURMC_SUBMIT_RETRY_DELAYS"), (10.0, 30.0)),
+        sleep=sleep,
+        notify=notify or (lambda _: None),
+    )
+    output = error = None
+    if not job.resources.array:
+        output = _log_path(job.resources.output, submission.job_id, job, env, cwd)
+        error = _log_path(job.resources.error, submission.job_id, job, env, cwd)
+    path, warnings = _record(
+        job, env, cwd, submission, tag, user_comment, script, submitted_at, output, error
+    )
+    return SubmitResult(submission, output, tag, path, warnings, error)
+
+
+def _log_path(
+    pattern: str | None, job_id: str, job: Job, env: Mapping[str, str], cwd: str
+) -> str | None:
+    if not pattern:
+        return None
+    name = expand_output(pattern, job_id, job.resources.job_name or "", env.get("USER", ""))
+    return os.path.normpath(os.path.join(cwd, name))
+
+
+def _with_tag(job: Job, tag: str) -> tuple[Job, str | None]:
+    """The job with its --comment carrying *tag*, after the user's own comment if any.
+
+    A ``--sbatch-arg=--comment=...`` would override the tagged directive, so its value
+    becomes the user's comment instead.
+    """
+    from .backends.base import tagged_comment
+
+    res = job.resources
+    user = res.comment
+    extra = []
+    for arg in res.extra:
+        if arg.startswith("--comment="):
+            user = arg.split("=", 1)[1]
+        else:
+            extra.append(arg)
+    res = replace(res, comment=tagged_comment(user, tag), extra=tuple(extra))
+    return replace(job, resources=res), user
+
+
+def _record(
+    job: Job,
+    env: Mapping[str, str],
+    cwd: str,
+    submission: Submission,
+    tag: str,
+    user_comment: str | None,
+    script: str,
+    submitted_at: float,
+    output: str | None,
+    error: str | None,
+) -> tuple[Path | None, tuple[str, ...]]:
+    """Write the job record; failing to is a warning (the job is submitted either way)."""
+    import shlex
+
+    from . import records
+    from .backends.sbatch import configured_cluster
+
+    image = records.image_identity(job.image.path, job.image.source)
+    image.update(spec=job.image.spec.text, runtime=job.runtime.name)
+    res = job.resources
+    record = records.new_record(
+        job_id=submission.job_id,
+        cluster=submission.cluster or configured_cluster(env),
+        site=job.site.name,
+        site_source=job.site.source,
+        tag=tag,
+        comment=res.comment,
+        user_comment=user_comment,
+        submitted_at=time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(submitted_at)),
+        submit_host=os.uname().nodename,
+        cwd=cwd,
+        command=list(job.command),
+        command_line=shlex.join(job.command),
+        job_name=res.job_name,
+        partition=res.partition,
+        account=res.account,
+        array=res.array,
+        output=output,
+        error=error,
+        output_pattern=res.output,
+        image=image,
+        script=script,
+        submit_attempts=submission.attempts,
+        recovered_by_tag=submission.recovered,
+        final=None,
+    )
+    try:
+        records.digest_at_submit(env, image)
+        return records.write(env, record), ()
+    except OSError as exc:
+        where = records.jobs_dir(env)
+        return None, (f"could not write the job record in {where}: {exc.strerror or exc}",)
 
 
 def run_interactive(job: Job, env: Mapping[str, str], cwd: str) -> int:

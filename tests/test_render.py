@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 from dataclasses import replace
@@ -176,3 +177,16 @@ def test_binding_is_skipped_and_said_on_a_shared_allocation(clean_env, tmp_path)
         "/",
     )
     assert ",".join(job.cpu_bind) == LUMI_MASKS and job.notes == ()
+
+
+def test_a_colon_word_never_reaches_srun_bare(clean_env, tmp_path):
+    """srun splits its command line at a bare ':' (heterogeneous jobs), even after the
+    command: such words are wrapped and unwrapped inside the container."""
+    job = make_job("devcluster", None, clean_env, tmp_path)
+    job = replace(job, command=("echo", ":", "a:b", "+:"), conda="none")
+    line = render_batch(job).rstrip().splitlines()[-1]
+    assert ":" not in shlex.split(line)  # what srun's argv would hold
+    r = subprocess.run(
+        ["bash", "-c", f"set -- ; eval {shlex.quote(line.strip())}"], capture_output=True, text=True
+    )
+    assert r.stdout == ": a:b +:\n"

@@ -46,8 +46,11 @@ FINAL_STATES = {
 
 
 @pytest.fixture(scope="session")
-def cluster() -> Iterator[str]:
-    """A running single-node Slurm; stopped afterwards if this session started it."""
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A running single-node Slurm; stopped afterwards if this session started it.
+
+    Job records (slurmc's user state) go to a directory of this test session."""
+    os.environ["XDG_STATE_HOME"] = str(tmp_path_factory.mktemp("state"))
     script = REPO / "scripts" / "devcluster"
     was_up = subprocess.run([script, "status"], capture_output=True).returncode == 0
     r = subprocess.run([script, "up"], capture_output=True, text=True)

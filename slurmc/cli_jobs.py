@@ -1,0 +1,487 @@
+"""``slurmc jobs ...`` and what ``slurmc run --wait`` does after submitting.
+
+Thin: parse, call :mod:`slurmc.records` / :mod:`slurmc.follow`, print. Slurm is asked
+through :class:`slurmc.backends.sbatch.SlurmCommands`, one batched call at a time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from .cli_common import handle_errors
+
+if TYPE_CHECKING:
+    from .backends.base import JobStatus
+    from .launch import SubmitResult
+    from .records import Record
+
+jobs_app = typer.Typer(
+    help="The jobs slurmc submitted: list (default), show, logs, cancel.",
+    invoke_without_command=True,
+)
+
+JOB_ID = typer.Argument(..., help="A job id, as `slurmc run` printed it.")
+CLUSTER = typer.Option(None, "--cluster", help="The cluster, when the id was used on several.")
+
+
+def register(app: typer.Typer) -> None:
+    if not any(g.name == "jobs" for g in app.registered_groups):
+        app.add_typer(jobs_app, name="jobs")
+
+
+# ---- helpers ----------------------------------------------------------------------------------
+
+
+def _note(message: str) -> None:
+    typer.echo(f"slurmc: {message}", err=True)
+
+
+def _one(env: Mapping[str, str], job_id: str, cluster: str | None) -> tuple[Path, Record]:
+    from . import records
+    from .backends.sbatch import configured_cluster
+    from .errors import ValidationError
+
+    found = records.find(env, job_id, cluster)
+    if not found:
+        raise ValidationError(
+            f"no record of job {job_id} in {records.jobs_dir(env)}"
+            + (f" for cluster {cluster}" if cluster else "")
+            + "; `slurmc jobs` lists the jobs slurmc submitted"
+        )
+    if len(found) > 1:
+        here = configured_cluster(env)
+        mine = [pr for pr in found if pr[1].get("cluster") == here]
+        if len(mine) == 1:
+            return mine[0]
+        names = ", ".join(str(r.get("cluster") or r.get("site")) for _, r in found)
+        raise ValidationError(
+            f"job {job_id} was recorded on several clusters ({names}); pass --cluster"
+        )
+    return found[0]
+
+
+def _final(status: JobStatus) -> dict[str, Any]:
+    return {
+        "state": status.state,
+        "exit_code": status.exit_code,
+        "signal": status.signal,
+        "source": status.source,
+        "seen_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def _stored(record: Record) -> JobStatus | None:
+    """The final state kept in the record (a real end only, not "unknown")."""
+    from .backends.base import FINAL_STATES, JobStatus
+
+    final = record.get("final") or {}
+    if final.get("state") in FINAL_STATES:
+        return JobStatus(
+            str(record["job_id"]),
+            final["state"],
+            final.get("exit_code"),
+            final.get("signal"),
+            source="record",
+        )
+    return None
+
+
+def _live(env: Mapping[str, str], recs: list[tuple[Path, Record]]) -> dict[Path, JobStatus]:
+    """States for *recs*: stored final states, else one batched query for the rest.
+
+    Final states learnt here are written back, so a finished job is never asked about
+    again. A query that fails leaves the states out (shown as "?").
+    """
+    from . import records
+    from .backends.sbatch import SlurmCommands, configured_cluster
+    from .errors import SlurmcError
+    from .follow import Poller
+
+    out: dict[Path, JobStatus] = {}
+    here = configured_cluster(env)
+    ask: dict[str, Path] = {}
+    for path, rec in recs:
+        stored = _stored(rec)
+        if stored is not None:
+            out[path] = stored
+        elif rec.get("cluster") and here and rec["cluster"] != here:
+            continue  # another cluster's job: this controller cannot say
+        else:
+            ask[str(rec["job_id"])] = path
+    if not ask:
+        return out
+    try:
+        statuses = Poller(SlurmCommands()).poll(list(ask))
+    except SlurmcError as exc:
+        _note(f"warning: could not ask Slurm for the jobs' states: {exc}")
+        return out
+    for job_id, st in statuses.items():
+        out[ask[job_id]] = st
+        if st.final:
+            with contextlib.suppress(OSError):
+                records.update(ask[job_id], final=_final(st))
+    return out
+
+
+def _exit_text(st: JobStatus | None) -> str:
+    if st is None or st.exit_code is None:
+        return "-"
+    return f"sig{st.signal}" if st.signal else str(st.exit_code)
+
+
+def _status_dict(st: JobStatus | None) -> dict[str, Any] | None:
+    if st is None:
+        return None
+    return {
+        "state": st.state,
+        "exit_code": st.exit_code,
+        "signal": st.signal,
+        "reason": st.reason,
+        "source": st.source,
+    }
+
+
+def _short(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+# ---- slurmc jobs ----------------------------------------------------------------------------
+
+
+@jobs_app.callback(invoke_without_command=True)
+@handle_errors
+def jobs_list(
+    ctx: typer.Context,
+    last: int = typer.Option(20, "--last", "-n", help="Show the N most recent (0: all)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """List the jobs slurmc submitted, newest first, with their state now."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from . import records
+    from .backends.sbatch import configured_cluster
+    from .errors import ValidationError
+
+    if last < 0:
+        raise ValidationError(f"--last: {last} is negative; give a count, or 0 for all")
+    env = dict(os.environ)
+    recs = list(records.all_records(env))
+    if last:
+        recs = recs[:last]
+    states = _live(env, recs)
+    if as_json:
+        rows = []
+        for path, rec in recs:
+            image = rec.get("image") or {}
+            rows.append(
+                {
+                    "job_id": rec.get("job_id"),
+                    "cluster": rec.get("cluster"),
+                    "site": rec.get("site"),
+                    "submitted_at": rec.get("submitted_at"),
+                    "status": _status_dict(states.get(path)),
+                    "command": rec.get("command"),
+                    "image": image.get("spec"),
+                    "image_file": image.get("realpath") or image.get("path"),
+                    "image_sha256": image.get("sha256"),
+                    "output": rec.get("output"),
+                    "record": str(path),
+                }
+            )
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    if not recs:
+        typer.echo(f"no jobs recorded yet (records live in {records.jobs_dir(env)})")
+        return
+    typer.echo(
+        f"{'JOBID':<10} {'STATE':<13} {'EXIT':<5} {'SUBMITTED':<16}  {'SITE':<12} "
+        f"{'IMAGE':<28} COMMAND"
+    )
+    here = configured_cluster(env)
+    for path, rec in recs:
+        st = states.get(path)
+        if st is not None:
+            state = st.state
+        elif rec.get("cluster") and here and rec["cluster"] != here:
+            state = "other-cluster"
+        else:
+            state = "?"
+        when = str(rec.get("submitted_at", ""))[:16].replace("T", " ")
+        image = (rec.get("image") or {}).get("spec") or ""
+        typer.echo(
+            f"{rec.get('job_id', ''):<10} {state:<13} {_exit_text(st):<5} {when:<16}  "
+            f"{_short(str(rec.get('site', '')), 12):<12} {_short(image, 28):<28} "
+            f"{_short(str(rec.get('command_line', '')), 60)}"
+        )
+
+
+@jobs_app.command("show")
+@handle_errors
+def jobs_show(
+    job_id: str = JOB_ID,
+    cluster: str = CLUSTER,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    no_digest: bool = typer.Option(
+        False, "--no-digest", help="Do not hash the image now if its digest is not known yet."
+    ),
+) -> None:
+    """Everything recorded about a job, its state now, and its image file and digest."""
+    from . import records
+
+    env = dict(os.environ)
+    path, rec = _one(env, job_id, cluster)
+    image = dict(rec.get("image") or {})
+    if not no_digest and not image.get("sha256") and image.get("kind") == "file":
+        size = image.get("size") or 0
+        if size > records.DIGEST_AT_SUBMIT_MAX:
+            _note(f"hashing the image file ({size / 2**30:.1f} GiB) once; the digest is kept")
+        if records.compute_digest(env, image):
+            try:
+                rec = records.update(path, image=image) or rec
+            except OSError:
+                rec = {**rec, "image": image}
+    check, detail = records.check_image(image)
+    st = _live(env, [(path, rec)]).get(path)
+    if as_json:
+        out = {
+            **rec,
+            "status": _status_dict(st),
+            "image_check": {"result": check, "detail": detail},
+            "record": str(path),
+        }
+        sys.stdout.write(json.dumps(out, indent=2) + "\n")
+        return
+    sys.stdout.write(_render_show(path, rec, image, st, check, detail))
+
+
+def _render_show(
+    path: Path, rec: Record, image: dict[str, Any], st: JobStatus | None, check: str, detail: str
+) -> str:
+    from .follow import outcome
+
+    where = f"cluster {rec.get('cluster')}, " if rec.get("cluster") else ""
+    lines = [f"job        {rec.get('job_id')} ({where}site {rec.get('site')})"]
+    if st is None:
+        lines.append("state      ? (Slurm could not be asked)")
+    elif st.final or st.state == "UNKNOWN":
+        lines.append(f"state      {st.state}: {outcome(st).message} [{st.source}]")
+    else:
+        reason = f" ({st.reason})" if st.reason and st.reason != "None" else ""
+        lines.append(f"state      {st.state}{reason}")
+    lines += [
+        f"submitted  {rec.get('submitted_at')} on {rec.get('submit_host')}"
+        + (
+            f" (found by its tag after {rec.get('submit_attempts')} sbatch call(s))"
+            if rec.get("recovered_by_tag")
+            else ""
+        ),
+        f"directory  {rec.get('cwd')}",
+        f"command    {rec.get('command_line')}",
+        f"comment    {rec.get('comment')}  (tag {rec.get('tag')})",
+        f"name       {rec.get('job_name')}",
+    ]
+    for key in ("partition", "account", "array"):
+        if rec.get(key):
+            lines.append(f"{key:<10} {rec[key]}")
+    lines.append(f"output     {rec.get('output') or rec.get('output_pattern')}")
+    if rec.get("error"):
+        lines.append(f"error      {rec['error']}")
+    if image:
+        lines.append(
+            f"image      {image.get('spec')}  ({image.get('source')}, {image.get('runtime')})"
+        )
+    kind = image.get("kind")
+    if kind in ("file", "directory"):
+        lines.append(f"  file     {image.get('realpath')}")
+        if image.get("realpath") != image.get("path"):
+            lines.append(f"  via      {image.get('path')}")
+        mtime = time.strftime(
+            "%Y-%m-%d %H:%M:%S", time.localtime((image.get("mtime_ns") or 0) / 1e9)
+        )
+        lines.append(
+            f"  size     {image.get('size')} bytes, modified {mtime}, inode {image.get('inode')}"
+        )
+        if image.get("sha256"):
+            lines.append(f"  sha256   {image['sha256']}  (computed at {image.get('sha256_when')})")
+        elif kind == "directory":
+            lines.append("  sha256   - (a directory image: its identity is checked instead)")
+        else:
+            lines.append(
+                "  sha256   not computed (the file changed since submission, or --no-digest)"
+            )
+        lines.append(f"  check    {check}: {detail}")
+    elif kind == "missing":
+        lines.append(
+            f"  file     {image.get('path')} (did not exist at submission: pulled by the job)"
+        )
+    elif kind == "uri":
+        lines.append(f"  uri      {image.get('path')} (resolved by the runtime; no file to hash)")
+    lines.append(f"record     {path}")
+    lines.append("script:")
+    lines += ["  " + ln for ln in str(rec.get("script", "")).splitlines()]
+    return "\n".join(lines) + "\n"
+
+
+@jobs_app.command("logs")
+@handle_errors
+def jobs_logs(
+    job_id: str = JOB_ID,
+    cluster: str = CLUSTER,
+    follow_: bool = typer.Option(
+        False, "--follow", "-f", help="Keep printing what the job writes until it ends."
+    ),
+) -> None:
+    """Print a job's output file (and its --error file to stderr); --follow until it ends."""
+    from .errors import ValidationError
+
+    env = dict(os.environ)
+    path, rec = _one(env, job_id, cluster)
+    output, error = rec.get("output"), rec.get("error")
+    if not output:
+        raise ValidationError(
+            f"job {job_id} has no single output file (an array job writes one per task: "
+            f"{rec.get('output_pattern')} in {rec.get('cwd')})"
+        )
+    if follow_:
+        stored = _stored(rec)
+        if stored is None:
+            raise typer.Exit(_follow_and_report(env, str(rec["job_id"]), output, error, path))
+    if not os.path.exists(output):
+        raise ValidationError(
+            f"{output} does not exist (yet); a pending job has written nothing: "
+            f"use --follow to wait for it"
+        )
+    _copy_file(output, _stdout_write)
+    if error and error != output and os.path.exists(error):
+        _copy_file(error, _stderr_write)
+
+
+def _copy_file(path: str, write: Any) -> None:
+    from .follow import Tail
+
+    Tail(path, write).pump()
+
+
+@jobs_app.command("cancel")
+@handle_errors
+def jobs_cancel(job_id: str = JOB_ID, cluster: str = CLUSTER) -> None:
+    """Cancel a job (scancel)."""
+    from . import records
+    from .backends.sbatch import SlurmCommands
+
+    env = dict(os.environ)
+    records.check_job_id(job_id)
+    found = records.find(env, job_id, cluster)
+    if not found:
+        _note(f"no record of job {job_id}; asking scancel anyway")
+    SlurmCommands().cancel([job_id])
+    typer.echo(f"Cancel requested for job {job_id}")
+
+
+# ---- following -----------------------------------------------------------------------------
+
+
+def _stdout_write(data: bytes) -> None:
+    try:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    except BrokenPipeError:
+        # The reader went away (`slurmc run --wait ... | head`): drop the rest of the
+        # output but keep following, so that the exit status is still the job's.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
+def _stderr_write(data: bytes) -> None:
+    sys.stderr.flush()
+    sys.stderr.buffer.write(data)
+    sys.stderr.buffer.flush()
+
+
+def _follow_and_report(
+    env: Mapping[str, str],
+    job_id: str,
+    output: str | None,
+    error: str | None,
+    record: Path | None,
+) -> int:
+    """Stream the job's files until it ends; say how it ended; return the exit code."""
+    from . import records
+    from .backends.sbatch import SlurmCommands
+    from .errors import SlurmcError
+    from .follow import FollowStats, Poller, Tail, follow, outcome, poll_ceiling
+
+    tails = []
+    if output:
+        tails.append(Tail(output, _stdout_write))
+    if error and error != output:
+        tails.append(Tail(error, _stderr_write))
+    digest = None
+    if record is not None:
+        rec = records.load(record) or {}
+        image = rec.get("image") or {}
+        if image.get("kind") == "file" and not image.get("sha256"):
+            digest = records.BackgroundDigest(env, record).start()
+    failing = [False]
+
+    def on_change(st: JobStatus) -> None:
+        failing[0] = False
+        if not st.final and st.state != "UNKNOWN":
+            reason = f" ({st.reason})" if st.reason and st.reason != "None" else ""
+            _note(f"job {job_id} is {st.state}{reason}")
+
+    def on_error(exc: SlurmcError) -> None:
+        if not failing[0]:
+            _note(f"warning: Slurm did not answer about job {job_id} ({exc}); asking again later")
+        failing[0] = True
+
+    stats = FollowStats()
+    try:
+        final = follow(
+            [job_id],
+            Poller(SlurmCommands()),
+            tails=tails,
+            sleep=time.sleep,
+            clock=time.monotonic,
+            ceiling=poll_ceiling(env),
+            on_change=on_change,
+            on_error=on_error,
+            stats=stats,
+        )[job_id]
+    except KeyboardInterrupt:
+        _note(
+            f"stopped following job {job_id}; it goes on (slurmc jobs logs {job_id} --follow "
+            f"to follow it again, slurmc jobs cancel {job_id} to stop it)"
+        )
+        return 130
+    finally:
+        if digest is not None:
+            digest.finish()
+    if os.environ.get("SLURMC_FOLLOW_STATS"):
+        _note(f"followed job {job_id} with {stats.polls} polls ({stats.calls} Slurm commands)")
+    if record is not None and final.final:
+        with contextlib.suppress(OSError):
+            records.update(record, final=_final(final))
+    result = outcome(final)
+    if output and tails and not tails[0].seen:
+        _note(f"job {job_id} wrote no output file ({output})")
+    _note(result.message)
+    return result.exit_code
+
+
+def wait_for(result: SubmitResult, env: Mapping[str, str]) -> int:
+    """``slurmc run --wait``: follow the job just submitted; return its exit code."""
+    return _follow_and_report(
+        env, result.submission.job_id, result.output, result.error, result.record
+    )

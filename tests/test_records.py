@@ -1,0 +1,214 @@
+"""Job records: atomic files, the image's identity and digest, lookup by id."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+import time
+from pathlib import Path
+
+import pytest
+
+from slurmc import records
+from slurmc.errors import ValidationError
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return {"HOME": str(tmp_path / "home"), "XDG_STATE_HOME": str(tmp_path / "state")}
+
+
+@pytest.fixture
+def image(tmp_path: Path) -> Path:
+    p = tmp_path / "images" / "img.sqfs"
+    p.parent.mkdir()
+    p.write_bytes(b"hsqs" + b"\0" * 5000)
+    return p
+
+
+def test_state_dir_follows_xdg(tmp_path):
+    assert records.jobs_dir({"XDG_STATE_HOME": "/x/state"}) == Path("/x/state/slurmc/jobs")
+    assert records.jobs_dir({"HOME": "/home/u"}) == Path("/home/u/.local/state/slurmc/jobs")
+
+
+def test_write_is_atomic_private_and_leaves_no_temp_file(env):
+    rec = records.new_record(job_id="12", cluster="lumi", site="lumi", script="#!/bin/bash\n")
+    path = records.write(env, rec)
+    assert path.name == "12.lumi.json"
+    assert json.loads(path.read_text())["job_id"] == "12"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600  # a record holds the script and its env
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert os.listdir(path.parent) == ["12.lumi.json"]
+    records.update(path, final={"state": "COMPLETED"})
+    assert records.load(path)["final"] == {"state": "COMPLETED"}
+    assert os.listdir(path.parent) == ["12.lumi.json"]
+
+
+def test_a_failed_write_leaves_the_old_record_and_no_temp_file(env, monkeypatch):
+    path = records.write(env, records.new_record(job_id="12", cluster="c"))
+
+    def broken(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(records.os, "replace", broken)
+    with pytest.raises(OSError):
+        records.update(path, final={"state": "FAILED"})
+    assert "final" not in records.load(path)
+    assert os.listdir(path.parent) == ["12.c.json"]
+
+
+def test_file_name_falls_back_to_the_site_and_is_safe(env):
+    path = records.write(env, records.new_record(job_id="7", cluster=None, site="my/site x"))
+    assert path.name == "7.my_site_x.json"
+
+
+def test_find_by_id_and_cluster(env):
+    records.write(env, records.new_record(job_id="5", cluster="a"))
+    records.write(env, records.new_record(job_id="5", cluster="b"))
+    records.write(env, records.new_record(job_id="55", cluster="a"))
+    assert [r["cluster"] for _, r in records.find(env, "5")] == ["a", "b"]
+    assert [r["cluster"] for _, r in records.find(env, "5", "b")] == ["b"]
+    assert records.find(env, "6") == []
+
+
+@pytest.mark.parametrize("bad", ["", "12a", "../12", "1 2", "12;", "-1"])
+def test_job_ids_are_checked(env, bad):
+    with pytest.raises(ValidationError, match="not a job id"):
+        records.find(env, bad)
+
+
+def test_all_records_newest_first_and_skips_unreadable_files(env):
+    records.write(
+        env, records.new_record(job_id="1", cluster="c", submitted_at="2026-01-01T10:00:00")
+    )
+    records.write(
+        env, records.new_record(job_id="2", cluster="c", submitted_at="2026-01-02T10:00:00")
+    )
+    d = records.jobs_dir(env)
+    (d / "3.c.json").write_text("{not json")
+    (d / "4.c.json").write_text('["a list"]')
+    (d / ".5.c.json.abc.tmp").write_text("{}")
+    assert [r["job_id"] for _, r in records.all_records(env)] == ["2", "1"]
+
+
+def test_no_records_yet(env):
+    assert list(records.all_records(env)) == []
+
+
+# ---- the image -----------------------------------------------------------------------------
+
+
+def test_identity_of_a_file_and_its_symlink(image, tmp_path):
+    link = tmp_path / "cache" / "ref:tag.sqfs"
+    link.parent.mkdir()
+    link.symlink_to(image)
+    ident = records.image_identity(str(link), "cache")
+    assert ident["kind"] == "file" and ident["realpath"] == str(image)
+    assert ident["path"] == str(link) and ident["size"] == image.stat().st_size
+    assert records.check_image(ident)[0] == "unchanged"
+
+
+def test_identity_of_other_kinds(tmp_path):
+    assert records.image_identity("docker://x/y:1", "uri")["kind"] == "uri"
+    assert records.image_identity(str(tmp_path / "nope.sif"), "missing")["kind"] == "missing"
+    d = records.image_identity(str(tmp_path), "path")
+    assert d["kind"] == "directory"
+    assert records.check_image({"kind": "uri"})[0] == "not-a-file"
+
+
+def test_a_changed_image_is_noticed_even_with_its_mtime_put_back(image):
+    ident = records.image_identity(str(image), "path")
+    st = image.stat()
+    time.sleep(0.01)
+    image.write_bytes(b"hsqs" + b"\1" * 5000)  # same size, other content
+    os.utime(image, ns=(st.st_atime_ns, st.st_mtime_ns))  # mtime restored; ctime cannot be
+    result, detail = records.check_image(ident)
+    assert result == "changed" and "ctime" in detail
+
+
+def test_a_replaced_image_is_noticed(image):
+    ident = records.image_identity(str(image), "path")
+    new = image.with_suffix(".new")
+    new.write_bytes(image.read_bytes())
+    os.replace(new, image)  # same bytes, another file (as a re-pull publishes it)
+    result, detail = records.check_image(ident)
+    assert result == "changed" and "inode" in detail
+
+
+def test_a_deleted_image_is_gone(image):
+    ident = records.image_identity(str(image), "path")
+    image.unlink()
+    assert records.check_image(ident)[0] == "gone"
+
+
+def test_small_images_are_hashed_at_submission(env, image):
+    ident = records.image_identity(str(image), "path")
+    records.digest_at_submit(env, ident)
+    assert ident["sha256"] == hashlib.sha256(image.read_bytes()).hexdigest()
+    assert ident["sha256_when"] == "submission"
+
+
+def test_big_images_are_not_hashed_at_submission_but_on_demand(env, image):
+    env = {**env, "SLURMC_DIGEST_SUBMIT_MAX": "100"}
+    ident = records.image_identity(str(image), "path")
+    records.digest_at_submit(env, ident)
+    assert "sha256" not in ident
+    assert records.compute_digest(env, ident)
+    assert ident["sha256"] == hashlib.sha256(image.read_bytes()).hexdigest()
+    # ... and the next submission of the same, unchanged file gets it for free
+    again = records.image_identity(str(image), "path")
+    records.digest_at_submit(env, again)
+    assert again["sha256"] == ident["sha256"]
+
+
+def test_the_digest_cache_is_keyed_on_the_identity(env, image):
+    ident = records.image_identity(str(image), "path")
+    records.remember_digest(env, ident, "0" * 64)
+    assert records.cached_digest(env, ident) == "0" * 64
+    image.write_bytes(b"other")
+    assert records.cached_digest(env, records.image_identity(str(image), "path")) is None
+
+
+def test_no_digest_for_a_changed_image(env, image):
+    ident = records.image_identity(str(image), "path")
+    image.write_bytes(b"changed since submission")
+    assert not records.compute_digest(env, ident)
+    assert "sha256" not in ident
+
+
+def test_bad_digest_limit(env, image):
+    with pytest.raises(ValidationError, match="SLURMC_DIGEST_SUBMIT_MAX"):
+        records.digest_at_submit(
+            {**env, "SLURMC_DIGEST_SUBMIT_MAX": "1G"}, records.image_identity(str(image), "path")
+        )
+
+
+def test_sha256_file_stops_when_asked(image):
+    import threading
+
+    stop = threading.Event()
+    stop.set()
+    assert records.sha256_file(str(image), stop=stop) is None
+
+
+def test_background_digest_fills_the_record(env, image):
+    ident = records.image_identity(str(image), "path")
+    path = records.write(env, records.new_record(job_id="3", cluster="c", image=ident))
+    bg = records.BackgroundDigest(env, path).start()
+    bg.thread.join(10)
+    bg.finish()
+    assert records.load(path)["image"]["sha256"] == hashlib.sha256(image.read_bytes()).hexdigest()
+
+
+def test_background_digest_stopped_writes_nothing(env, tmp_path, monkeypatch):
+    big = tmp_path / "big.sif"
+    big.write_bytes(b"\0" * (12 << 20))
+    ident = records.image_identity(str(big), "path")
+    path = records.write(env, records.new_record(job_id="4", cluster="c", image=ident))
+    bg = records.BackgroundDigest(env, path)
+    bg.stop.set()  # the job ended before hashing started
+    bg.start()
+    bg.finish()
+    assert "sha256" not in records.load(path)["image"]
