@@ -50,16 +50,17 @@ def test_lumi_example_renders_what_the_readme_shows(lumi_host_paths, tmp_path):
     argv = command_of(block)
     assert argv[:2] == ["slurmc", "run"]
     image = Path(next(a for a in argv if a.endswith(".sif")))
+    # leave no LUMI paths behind: they would make site detection pick lumi
+    made = [p for p in (image, *image.parents) if not p.exists()]
     image.parent.mkdir(parents=True, exist_ok=True)
-    created = not image.exists()
     image.touch()
     try:
         r = slurmc(
             "run", "--dry-run", *argv[2:], cwd=tmp_path, env={"PROJECT_ID": "project_465000123"}
         )
     finally:
-        if created:
-            image.unlink()
+        for p in made:
+            p.unlink() if p.is_file() else p.rmdir()
     assert r.returncode == 0, r.stderr
     shown = indented_block_after("renders (`--dry-run` shows it):")
     for line in shown:

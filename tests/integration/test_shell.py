@@ -65,7 +65,7 @@ def test_shell_in_the_container_on_a_gpu_node_then_release(cluster, images, tmp_
         m = _wait_for(session, r"job=(\d+) env=(\w*) gpu=(\S*) pty=(\w*)")
         job, conda_env, gpu, pty = m.groups()
         assert (conda_env, gpu, pty) == ("pytorch", "0", "yes")
-        assert "slurmc test image" in _screen(session)
+        _wait_for(session, "slurmc test image")  # /etc/os-release of the image
         subprocess.run(["tmux", "send-keys", "-t", session, "exit 3", "Enter"], check=True)
         _wait_for(session, r"SHELL-EXITED-3")
         assert wait_job(job, timeout=30)["JobState"] in ("COMPLETED", "FAILED")  # released
