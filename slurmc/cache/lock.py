@@ -174,7 +174,7 @@ class ImageLock:
                     f"if that pull is dead, remove the lock file and retry"
                 )
             time.sleep(delay)
-            delay = min(delay * 1.5, 2.0)
+            delay = min(delay * 1.5, 1.0)  # waiters see a finished pull within 1 s
 
     # -- hold -----------------------------------------------------------------------
     def _start_heartbeat(self) -> None:
