@@ -93,12 +93,14 @@ class ImageLock:
         lifetime: float = 300.0,
         on_wait: Callable[[Owner], None] | None = None,
         poll: float = 0.05,
+        ready: Callable[[], bool] | None = None,
     ) -> None:
         self.path = path
         self.timeout = timeout
         self.lifetime = lifetime
         self.on_wait = on_wait
         self.poll = poll
+        self.ready = ready
         self.owner: Owner | None = None
         self._stop = threading.Event()
         self._beat: threading.Thread | None = None
@@ -152,14 +154,17 @@ class ImageLock:
         with contextlib.suppress(OSError):
             os.unlink(aside)
 
-    def acquire(self) -> None:
+    def acquire(self) -> bool:
+        """Take the lock (True), or stop waiting because ``ready()`` became true (False)."""
         deadline = time.monotonic() + self.timeout
         delay = self.poll
         told: str | None = None
         while True:
             if self._try_link():
                 self._start_heartbeat()
-                return
+                return True
+            if self.ready is not None and self.ready():
+                return False  # what the holder was making is there: no need to wait on
             owner = read_owner(self.path)
             if owner is not None and self._stale(owner):
                 self._break(owner)
@@ -174,7 +179,7 @@ class ImageLock:
                     f"if that pull is dead, remove the lock file and retry"
                 )
             time.sleep(delay)
-            delay = min(delay * 1.5, 1.0)  # waiters see a finished pull within 1 s
+            delay = min(delay * 1.5, 0.5)  # waiters see a finished pull within 0.5 s
 
     # -- hold -----------------------------------------------------------------------
     def _start_heartbeat(self) -> None:

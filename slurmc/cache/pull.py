@@ -231,9 +231,13 @@ def pull_into(
         timeout=options.lock_timeout,
         lifetime=options.lock_lifetime,
         on_wait=waiting,
+        ready=(lambda: os.path.isfile(final)) if write is None else None,
     )
-    with lock:
-        if os.path.isfile(final) and write is None:
+    if not lock.acquire():
+        notify(f"{ref} was pulled by another process meanwhile")
+        return final
+    try:
+        if os.path.isfile(final) and write is None:  # pulled just before we took the lock
             notify(f"{ref} was pulled by another process meanwhile")
             return final
         clean_leftovers(directory, name, max_age=max(options.lock_lifetime, 3600.0))
@@ -267,4 +271,6 @@ def pull_into(
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             shutil.rmtree(scratch, ignore_errors=True)
+    finally:
+        lock.release()
     return final
