@@ -8,7 +8,7 @@ import sys
 import typer
 
 from . import cli_cache, cli_inspect, cli_jobs, cli_shell, cli_venv
-from .cli_common import handle_errors
+from .cli_common import handle_errors, prepared_job
 from .errors import SlurmcError
 
 app = typer.Typer(
@@ -133,18 +133,7 @@ def run(
         raise ValidationError(
             "--wait follows one batch job: not with --dry-run, --interactive or --array"
         )
-    environ = dict(os.environ)
-    job = launch.plan_for_site(request, site, environ, os.getcwd())
-    if not dry_run:
-        job = launch.ensure_image(
-            job, environ, notify=cli_cache._notify, ticker=cli_cache.progress_ticker()
-        )
-        job = launch.ensure_venv(
-            job, environ, os.getcwd(), warn=lambda w: typer.echo(f"slurmc: warning: {w}", err=True)
-        )
-    job = launch.decide_conda(job)
-    for note in job.notes:
-        typer.echo(f"note: {note}", err=True)
+    job, environ = prepared_job(request, site, dry_run=dry_run)
     if dry_run:
         text = launch.render_step(job) if interactive else launch.render_batch(job)
         sys.stdout.write(text)

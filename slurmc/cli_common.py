@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -31,3 +32,23 @@ def handle_errors(func: F) -> F:
             raise fail("interrupted", 130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def prepared_job(request: Any, site: str | None, *, dry_run: bool = False) -> tuple[Any, Any]:
+    """Plan a job, pull its image and unpack its venv (unless dry run), decide conda
+    activation, and print the job's notes: the steps `run` and `shell` share."""
+    from . import launch
+    from .cli_cache import _notify, progress_ticker
+
+    environ = dict(os.environ)
+    cwd = os.getcwd()
+    job = launch.plan_for_site(request, site, environ, cwd)
+    if not dry_run:
+        job = launch.ensure_image(job, environ, notify=_notify, ticker=progress_ticker())
+        job = launch.ensure_venv(
+            job, environ, cwd, warn=lambda w: typer.echo(f"slurmc: warning: {w}", err=True)
+        )
+    job = launch.decide_conda(job)
+    for note in job.notes:
+        typer.echo(f"note: {note}", err=True)
+    return job, environ

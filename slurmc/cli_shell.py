@@ -6,7 +6,7 @@ import os
 
 import typer
 
-from .cli_common import handle_errors
+from .cli_common import handle_errors, prepared_job
 
 
 @handle_errors
@@ -34,7 +34,7 @@ def shell(
     shell_cmd: str = typer.Option("bash", "--shell", help="The shell to start in the container."),
 ) -> None:
     """Open a shell in IMAGE on an allocated node (salloc + srun --pty); exit releases it."""
-    from . import cli_cache, launch
+    from . import launch
 
     request = launch.JobRequest(
         image=image,
@@ -58,17 +58,7 @@ def shell(
         pty=True,
         venv=venv,
     )
-    environ = dict(os.environ)
-    job = launch.plan_for_site(request, site, environ, os.getcwd())
-    job = launch.ensure_image(
-        job, environ, notify=cli_cache._notify, ticker=cli_cache.progress_ticker()
-    )
-    job = launch.ensure_venv(
-        job, environ, os.getcwd(), warn=lambda w: typer.echo(f"slurmc: warning: {w}", err=True)
-    )
-    job = launch.decide_conda(job)
-    for note in job.notes:
-        typer.echo(f"note: {note}", err=True)
+    job, environ = prepared_job(request, site)
     raise typer.Exit(launch.run_interactive(job, environ, os.getcwd()))
 
 
