@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ImageNotFoundError, ValidationError
+from .errors import ImageNotFoundError, SlurmcError, ValidationError
 from .images import ImageFormatError
 from .images.contents import Contents, DirectoryTree, FileTree, Package, discover
 
@@ -444,7 +444,8 @@ def parse_exec_output(stdout: str, image: str, argv: Sequence[str]) -> ExecListi
     )
 
 
-def _auto_runtime(fmt: str) -> tuple[str, str]:
+def runtime_for_format(fmt: str, what: str = "--exec") -> tuple[str, str]:
+    """Without a site: the runtime on PATH that runs an image of format *fmt*."""
     if fmt == "sif":
         for exe in ("apptainer", "singularity"):
             if shutil.which(exe):
@@ -454,8 +455,16 @@ def _auto_runtime(fmt: str) -> tuple[str, str]:
     elif fmt in ("oci-archive", "oci-layout") and shutil.which("podman"):
         return "podman", "podman"
     raise ValidationError(
-        f"--exec: no site given and no runtime found on PATH for a {fmt} image; pass --site"
+        f"{what}: no site given and no runtime found on PATH for a {fmt} image; pass --site"
     )
+
+
+def with_conda_of(path: str) -> tuple[bool, str | None]:
+    """Whether the image file could be read, and the $WITH_CONDA it defines (or None)."""
+    try:
+        return True, inspect_image(path).contents.with_conda
+    except (SlurmcError, ImageFormatError, OSError):
+        return False, None
 
 
 def run_exec(
@@ -481,7 +490,7 @@ def run_exec(
             if site_flag:
                 raise
             site = None
-    runtime, executable = (site.runtime, site.executable) if site else _auto_runtime(fmt)
+    runtime, executable = (site.runtime, site.executable) if site else runtime_for_format(fmt)
     if on_node:
         argv = srun_argv(runtime, executable, located.path, fmt, srun_options)
     else:

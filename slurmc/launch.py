@@ -100,15 +100,12 @@ def decide_conda(job: Job) -> Job:
     """
     if job.conda != "auto" or job.image.source not in ("path", "cache", "catalog"):
         return job
-    from .errors import SlurmcError
-    from .images import ImageFormatError
-    from .inspect import inspect_image
+    from .inspect import with_conda_of
 
-    try:
-        defined = inspect_image(job.image.path).contents.with_conda is not None
-    except (SlurmcError, ImageFormatError, OSError):
+    readable, value = with_conda_of(job.image.path)
+    if not readable:
         return job
-    return replace(job, conda="with_conda" if defined else "none")
+    return replace(job, conda="with_conda" if value is not None else "none")
 
 
 def _backend(job: Job, env: Mapping[str, str]) -> Backend:

@@ -347,33 +347,6 @@ class BuildPlan:
     requirements_text: str | None
 
 
-def _auto_runtime(path: str) -> tuple[str, str]:
-    from .inspect import detect_format
-
-    fmt = detect_format(path)
-    if fmt == "sif":
-        for exe in ("apptainer", "singularity"):
-            if shutil.which(exe):
-                return exe, exe
-    elif fmt in ("squashfs", "directory") and shutil.which("ch-run"):
-        return "charliecloud", "ch-run"
-    elif fmt in ("oci-archive", "oci-layout") and shutil.which("podman"):
-        return "podman", "podman"
-    raise ValidationError(f"no site given and no runtime on PATH runs a {fmt} image; pass --site")
-
-
-def _with_conda(path: str) -> tuple[bool, str | None]:
-    """Whether the image defines $WITH_CONDA, read statically; (False, None) if unreadable."""
-    from .images import ImageFormatError
-    from .inspect import inspect_image
-
-    try:
-        value = inspect_image(path).contents.with_conda
-    except (SlurmcError, ImageFormatError, OSError):
-        return False, None
-    return True, value
-
-
 def plan_build(req: CreateRequest, env: Mapping[str, str], cwd: str) -> BuildPlan:
     """Validate the request, find the image and the runtime; raise before anything runs."""
     from .errors import ConfigError
@@ -418,7 +391,9 @@ def plan_build(req: CreateRequest, env: Mapping[str, str], cwd: str) -> BuildPla
         binds = [b for b in binds if os.path.exists(b.split(":", 1)[0])]
         conda, var = req.conda or site.conda, site.conda_variable
     else:
-        runtime, executable = _auto_runtime(located.path)
+        from .inspect import detect_format, runtime_for_format
+
+        runtime, executable = runtime_for_format(detect_format(located.path), "venv create")
         binds, conda, var = [], req.conda or "auto", "WITH_CONDA"
     for b in req.binds:
         if "," in b or not b or any(c in b for c in "\n\r\x00"):
@@ -426,7 +401,9 @@ def plan_build(req: CreateRequest, env: Mapping[str, str], cwd: str) -> BuildPla
         src, sep, rest = b.partition(":")
         binds.append(os.path.normpath(os.path.join(cwd, src)) + sep + rest)
 
-    readable, with_conda = _with_conda(located.path)
+    from .inspect import with_conda_of
+
+    readable, with_conda = with_conda_of(located.path)
     if conda == "auto" and readable:
         conda = "with_conda" if with_conda is not None else "none"
     pip_args = list(req.pip_args)
