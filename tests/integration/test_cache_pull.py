@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -92,6 +93,17 @@ def pushed(registry, images) -> dict[str, str]:
     }
 
 
+@contextlib.contextmanager
+def tmpfs(path: Path, options: str) -> Iterator[Path]:
+    """A small tmpfs mounted at *path* for the duration (a full or read-only cache)."""
+    path.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", str(path)], check=True)
+
+
 def pull_env(registry: Registry) -> dict[str, str]:
     return {"REQUESTS_CA_BUNDLE": registry.ca_bundle}
 
@@ -175,10 +187,7 @@ def test_sigkill_mid_pull_leaves_nothing_and_the_next_pull_succeeds(
 def test_tiny_file_system_fills_up_clear_error_nothing_published(
     cluster, registry, pushed, tmp_path
 ):
-    tiny = tmp_path / "tiny"
-    tiny.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(tiny)], check=True)
-    try:
+    with tmpfs(tmp_path / "tiny", "size=2m") as tiny:
         r = slurmc(
             "cache",
             "pull",
@@ -195,15 +204,10 @@ def test_tiny_file_system_fills_up_clear_error_nothing_published(
         assert error.startswith("slurmc: error: no space left") and "Traceback" not in r.stderr
         files = [os.path.join(d, f) for d, _, fs in os.walk(tiny) for f in fs]
         assert files == []
-    finally:
-        subprocess.run(["umount", str(tiny)], check=True)
 
 
 def test_read_only_cache_is_a_clear_error(cluster, registry, pushed, tmp_path):
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", str(ro)], check=True)
-    try:
+    with tmpfs(tmp_path / "ro", "size=1m,ro") as ro:
         r = slurmc(
             "cache",
             "pull",
@@ -217,8 +221,6 @@ def test_read_only_cache_is_a_clear_error(cluster, registry, pushed, tmp_path):
         )
         assert r.returncode == 1 and r.stderr.count("\n") == 1
         assert "read-only file system" in r.stderr.lower() and "Traceback" not in r.stderr
-    finally:
-        subprocess.run(["umount", str(ro)], check=True)
 
 
 def test_unreachable_registry_says_how_to_add_the_image(cluster, tmp_path):
