@@ -109,8 +109,13 @@ class Job:
 
     @property
     def srun_args(self) -> list[Quoted]:
-        """Options of the job step itself (a pseudo-terminal, CPU binding)."""
-        args = [Quoted("--pty")] if self.pty else []
+        """Options of the job step itself (a pseudo-terminal, CPU binding).
+
+        An interactive shell is one task on the allocation's first node: without
+        ``--nodes=1 --ntasks=1`` srun would start one per node of a multi-node
+        allocation, all but the first without the terminal.
+        """
+        args = [Quoted("--pty"), Quoted("--nodes=1"), Quoted("--ntasks=1")] if self.pty else []
         if self.cpu_bind:
             args.append(Quoted("--cpu-bind=mask_cpu:" + ",".join(self.cpu_bind)))
         return args
