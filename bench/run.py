@@ -271,6 +271,22 @@ class Bench:
         ):
             run(self.slurmc_argv(*argv), env=self.env, cwd=self.jobdir, check=False)
         run([self.python, "-c", "pass"], env=self.env)
+        self.setup_peers()
+
+    def setup_peers(self) -> None:
+        """The bench's own environment for the peer tools (submitit), made once in the
+        work dir with this machine's Python and pip (they are not slurmc's dependencies)."""
+        peers = self.work / "peers"
+        self.peer_python = str(peers / "bin" / "python")
+        if not os.access(self.peer_python, os.X_OK):
+            run([self.python, "-m", "venv", str(peers)], env=self.base_env)
+        probe = [self.peer_python, "-c", "import submitit; print(submitit.__version__)"]
+        _, version = run(probe, env=self.base_env, capture=True, check=False)
+        if not version.strip():
+            run([self.peer_python, "-m", "pip", "install", "-q", "submitit"], env=self.base_env)
+            _, version = run(probe, env=self.base_env, capture=True)
+        self.peers = {"submitit": version.strip()}
+        run([self.peer_python, "-c", "import submitit"], env=self.env)  # warm
 
     @staticmethod
     def interpreter_of(script: str) -> str:
@@ -442,6 +458,14 @@ class Bench:
 
         return timed
 
+    def timer_env(self, argv: list[str], env: dict[str, str]) -> Callable[[], float]:
+        """Like timer(), with another environment."""
+
+        def timed() -> float:
+            return run(argv, env=env, cwd=self.jobdir)[0]
+
+        return timed
+
     def round_robin(
         self, cmds: dict[str, Callable[[], float]], runs: int, warmup: int
     ) -> dict[str, list[float]]:
@@ -508,6 +532,25 @@ class Bench:
             submitted.append(job_id(out))
             return t
 
+        peer_dir = self.jobdir / "submitit"
+        echo = ["--", "echo", "hi"]
+
+        def submit_echo() -> float:
+            t, out = run(
+                self.slurmc_argv("run", *site, "--parsable", *held, self.image, *echo),
+                env=env,
+                cwd=cwd,
+                capture=True,
+            )
+            submitted.append(job_id(out))
+            return t
+
+        def submitit() -> float:
+            argv = [self.peer_python, str(REPO / "bench" / "peer_submitit.py")]
+            t, out = run([*argv, str(peer_dir), self.image], env=env, cwd=cwd, capture=True)
+            submitted.append(job_id(out))
+            return t
+
         cmds = {
             "floor": floor,
             "sbatch": sbatch,
@@ -515,6 +558,8 @@ class Bench:
             "dry_run": dry,
             "dry_run_noconda": dry_noconda,
             "run": submit,
+            "run_echo": submit_echo,
+            "submitit": submitit,
         }
         caller_differs = (
             self.bytecode["caller_PYTHONDONTWRITEBYTECODE"]
@@ -565,6 +610,21 @@ class Bench:
             times["run"],
             command=f"slurmc run --site devcluster --parsable --sbatch-arg=--hold {img} -- true",
         )
+        self.row(
+            "run_echo",
+            "startup",
+            "slurmc run IMAGE -- echo hi (submits, held)",
+            times["run_echo"],
+            command=f"slurmc run --site devcluster --parsable --sbatch-arg=--hold {img} -- echo hi",
+        )
+        self.row(
+            "submitit",
+            "startup",
+            f"submitit {self.peers['submitit']}: the same command (submits, held)",
+            times["submitit"],
+            command="AutoExecutor(folder).submit(helpers.CommandFunction(['ch-run', IMAGE, "
+            "'--', 'echo', 'hi'])), held; bench/peer_submitit.py",
+        )
         if "dry_run_caller" in times:
             setting = ", ".join(
                 f"{k.removeprefix('caller_')}={v}"
@@ -589,6 +649,104 @@ class Bench:
             f"startup: {self.runs} runs after {self.warmup} warm-up rounds, the "
             f"{len(cmds)} commands interleaved round-robin so that load drifts hit all of them "
             f"alike; IMAGE.sqfs is {self.image} (lumi test image, 21 MB)."
+        )
+
+    def sec_jobs(self) -> None:
+        """`slurmc jobs` over 50 and 5,000 job records (issue 17).
+
+        The records are copies of one real record (made by a held `slurmc run` in a
+        private state dir), each with its own job id and submission time and a final
+        state, as the records of a user's finished jobs are: so `slurmc jobs` asks Slurm
+        nothing and the rows measure reading the records."""
+        env, cwd = dict(self.env), self.jobdir
+        tmpl_home = self.work / "jobs-template"
+        shutil.rmtree(tmpl_home, ignore_errors=True)
+        env["XDG_STATE_HOME"] = str(tmpl_home)
+        held = ["--sbatch-arg=--hold"]
+        _, out = run(
+            [
+                *self.slurmc_argv(
+                    "run", "--site", "devcluster", "--parsable", *held, self.image, "--"
+                ),
+                "echo",
+                "hi",
+            ],
+            env=env,
+            cwd=cwd,
+            capture=True,
+        )
+        jid = job_id(out)
+        self.jobs.append(jid)
+        self.cancel([jid])
+        made = list((tmpl_home / "slurmc" / "jobs").glob("*.json"))
+        if len(made) != 1:
+            raise CommandFailed(f"expected one job record in {tmpl_home}, found {made}")
+        template = json.loads(made[0].read_text())
+        cluster = made[0].name.split(".", 1)[1].removesuffix(".json")
+        counts = [50, 500] if self.quick else [50, 5000]
+        times: dict[int, dict[str, list[float]]] = {}
+        for n in counts:
+            home = self.work / f"jobs-{n}"
+            d = home / "slurmc" / "jobs"
+            shutil.rmtree(home, ignore_errors=True)
+            d.mkdir(parents=True)
+            os.chmod(d, 0o700)
+            for i in range(n):
+                rec = dict(template)
+                rec["job_id"] = str(1_000_000 + i)
+                rec["submitted_at"] = time.strftime(
+                    "%Y-%m-%dT%H:%M:%S+0000", time.gmtime(1.7e9 + i * 60)
+                )
+                rec["final"] = {
+                    "state": "COMPLETED",
+                    "exit_code": 0,
+                    "signal": None,
+                    "source": "bench",
+                    "seen_at": rec["submitted_at"],
+                }
+                f = d / f"{rec['job_id']}.{cluster}.json"
+                f.write_text(json.dumps(rec, indent=2))
+                os.chmod(f, 0o600)
+            jenv = dict(self.env, XDG_STATE_HOME=str(home))
+            check = subprocess.run(
+                self.slurmc_argv("jobs", "-n", "0", "--json"),
+                env=jenv,
+                cwd=cwd,
+                capture_output=True,
+                text=True,
+            )
+            listed = json.loads(check.stdout) if check.returncode == 0 else None
+            if not isinstance(listed, list) or len(listed) != n:
+                raise CommandFailed(f"slurmc jobs -n 0 --json did not list the {n} records")
+            newest = self.timer_env(self.slurmc_argv("jobs"), jenv)
+            every = self.timer_env(self.slurmc_argv("jobs", "-n", "0", "--json"), jenv)
+            times[n] = self.round_robin(
+                {"newest": newest, "all_json": every}, max(5, self.runs // 2), 1
+            )
+        for n in counts:
+            self.row(
+                f"jobs_newest_{n}",
+                "jobs",
+                f"slurmc jobs (20 newest), {n:,} records",
+                times[n]["newest"],
+                command="slurmc jobs",
+                records=n,
+            )
+        for n in counts:
+            self.row(
+                f"jobs_all_{n}",
+                "jobs",
+                f"slurmc jobs -n 0 --json, {n:,} records",
+                times[n]["all_json"],
+                command="slurmc jobs -n 0 --json",
+                records=n,
+            )
+        self.extra["jobs_counts"] = counts
+        self.notes.append(
+            f"jobs: {', '.join(f'{n:,}' for n in counts)} records copied from one real record "
+            "(held `slurmc run`), each with its own job id, submission time and a final "
+            "state COMPLETED, so `slurmc jobs` reads records and asks Slurm nothing; "
+            "files 0600 in a 0700 directory as slurmc writes them; warm page cache."
         )
 
     def sec_imports(self) -> None:
@@ -1291,11 +1449,51 @@ class Bench:
         if floor and sbatch and r:
             self.target(
                 "run",
-                "slurmc run (submission included) <= 3 x (python -c pass + sbatch --parsable)",
+                "slurmc run (submission included) <= 5 x (python -c pass + sbatch --parsable)",
                 r / (floor + sbatch),
-                3.0,
+                5.0,
                 f"{fmt_time(r)} / ({fmt_time(floor)} + {fmt_time(sbatch)})",
             )
+        echo, peer = self.median("run_echo"), self.median("submitit")
+        if echo and peer:
+            self.target(
+                "run_vs_submitit",
+                "slurmc run <= 1.0 x submitit, the same containerized command (held)",
+                echo / peer,
+                1.0,
+                f"{fmt_time(echo)} / {fmt_time(peer)}",
+            )
+        dry = self.median("dry_run")
+        if floor and dry:
+            self.target(
+                "dry_run",
+                "slurmc run --dry-run <= 4 x python -c pass",
+                dry / floor,
+                4.0,
+                f"{fmt_time(dry)} / {fmt_time(floor)}",
+            )
+        counts = self.extra.get("jobs_counts")
+        if counts:
+            a, b = self.median(f"jobs_newest_{counts[0]}"), self.median(f"jobs_newest_{counts[-1]}")
+            if a and b:
+                self.target(
+                    "jobs_newest",
+                    f"slurmc jobs with {counts[-1]:,} records <= 1.3 x with {counts[0]}",
+                    b / a,
+                    1.3,
+                    f"{fmt_time(b)} / {fmt_time(a)}",
+                )
+            a, b = self.median(f"jobs_all_{counts[0]}"), self.median(f"jobs_all_{counts[-1]}")
+            if a and b:
+                per = (b - a) / (counts[-1] - counts[0])
+                self.target(
+                    "jobs_all_per_record",
+                    "slurmc jobs -n 0 --json: under 1 ms a record (slope between the two sizes)",
+                    per * 1000,
+                    1.0,
+                    f"({fmt_time(b)} - {fmt_time(a)}) / {counts[-1] - counts[0]:,} records "
+                    f"= {per * 1e6:.0f} µs a record",
+                )
         small, big = min(self.sizes), max(self.sizes)
         for kind, label in (
             ("fn_hit", "in-process parse+resolve"),
@@ -1444,8 +1642,13 @@ class Bench:
         started = dt.datetime.now().astimezone().isoformat(timespec="seconds")
         t_start = time.perf_counter()
         load_start = loadavg()
-        self.cleanup_paths: list[Path] = [self.work / "jobs", self.work / "site"]
-        all_sections = ["startup", "imports", "resolve", "inspect", "pulls", "array"]
+        self.cleanup_paths: list[Path] = [
+            self.work / "jobs",
+            self.work / "site",
+            self.work / "jobs-template",
+            *self.work.glob("jobs-[0-9]*"),
+        ]
+        all_sections = ["startup", "imports", "jobs", "resolve", "inspect", "pulls", "array"]
         self.only = self.args.only.split(",") if self.args.only else all_sections
         unknown = set(self.only) - set(all_sections)
         if unknown:
@@ -1537,7 +1740,7 @@ def main() -> int:
     ap.add_argument("--slurmc", help="the slurmc console script (default: next to this python)")
     ap.add_argument("--runs", type=int, help="runs per fast command (default 20, quick 5)")
     ap.add_argument(
-        "--only", help="comma-separated sections: startup,imports,resolve,inspect,pulls,array"
+        "--only", help="comma-separated sections: startup,imports,jobs,resolve,inspect,pulls,array"
     )
     return Bench(ap.parse_args()).main()
 
