@@ -48,7 +48,7 @@ def prepared_job(request: Any, site: str | None, *, dry_run: bool = False) -> tu
         job = launch.ensure_venv(
             job, environ, cwd, warn=lambda w: typer.echo(f"slurmc: warning: {w}", err=True)
         )
-    job = launch.decide_conda(job)
+    job = launch.decide_conda(job, environ)
     for note in job.notes:
         typer.echo(f"note: {note}", err=True)
     return job, environ

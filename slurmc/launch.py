@@ -91,18 +91,19 @@ def ensure_venv(
     return job
 
 
-def decide_conda(job: Job) -> Job:
+def decide_conda(job: Job, env: Mapping[str, str]) -> Job:
     """For ``conda = "auto"``: activate with $WITH_CONDA only if the image defines it.
 
-    The image file is read statically (slurmc inspect's reader, no container). Where it
-    cannot be read (not yet pulled, a URI, an unknown format), the script keeps the
-    guarded form that checks for the variable inside the container.
+    The image file is read statically (slurmc inspect's reader, no container), once per
+    file identity (slurmc.imagefacts remembers the answer). Where it cannot be read (not
+    yet pulled, a URI, an unknown format), the script keeps the guarded form that checks
+    for the variable inside the container.
     """
     if job.conda != "auto" or job.image.source not in ("path", "cache", "catalog"):
         return job
-    from .inspect import with_conda_of
+    from .imagefacts import with_conda
 
-    readable, value = with_conda_of(job.image.path)
+    readable, value = with_conda(env, job.image.path)
     if not readable:
         return job
     return replace(job, conda="with_conda" if value is not None else "none")
