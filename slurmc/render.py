@@ -8,6 +8,8 @@ cannot splice an unquoted value into a script by accident.
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -32,11 +34,36 @@ def _finalize(value: Any) -> Any:
     )
 
 
+def _bytecode_cache() -> jinja2.BytecodeCache | None:
+    """Compiled templates kept between runs, so a submission does not compile them again.
+
+    Jinja2's file cache, keyed on each template's name and the checksum of its text (an
+    edited template is compiled again), in the user's own 0700 directory
+    ``$XDG_CACHE_HOME/slurmc/jinja2-VERSION`` (the directory name changes with slurmc's
+    version, whose environment settings shape the compiled code; Jinja2 adds its own
+    and Python's version to each file). Where it cannot be made, templates are simply
+    compiled each time.
+    """
+    import jinja2
+
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    directory = os.path.join(base, "slurmc", f"jinja2-{__version__}")
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        st = os.lstat(directory)
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+            return None  # not a private directory of ours: do not load code from it
+    except OSError:
+        return None
+    return jinja2.FileSystemBytecodeCache(directory)
+
+
 @lru_cache(maxsize=8)
 def _environment(search_path: tuple[str, ...]) -> jinja2.Environment:
     import jinja2
 
     env = jinja2.Environment(
+        bytecode_cache=_bytecode_cache(),
         loader=jinja2.FileSystemLoader(list(search_path)),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
