@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from . import cli_cache, cli_inspect, cli_jobs, cli_shell, cli_venv
+from . import cli_cache, cli_info, cli_inspect, cli_jobs, cli_shell, cli_venv
 from .cli_common import handle_errors, prepared_job
 from .errors import SlurmcError
 
@@ -26,6 +26,7 @@ cli_inspect.register(app)
 cli_shell.register(app)
 cli_venv.register(app)
 cli_jobs.register(app)
+cli_info.register(app)
 
 
 def _version(value: bool) -> None:
