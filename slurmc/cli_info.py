@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
-import sys
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
-    from .cli_common import handle_errors
+    from .cli_common import handle_errors, print_json
 
     @app.command("info")
     @handle_errors
@@ -36,7 +34,7 @@ def register(app: typer.Typer) -> None:
                 "ok": not failed,
                 "checks": [c.as_dict() for c in checks],
             }
-            sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+            print_json(doc)
         else:
             typer.echo(f"site      {chosen.name}  [{chosen.source}]")
             for c in checks:
