@@ -16,6 +16,7 @@ TOP_HELP = (
     "  inspect  Show what IMAGE holds (OS, Python, conda envs, pip packages)...\n"
     "  shell    Open a shell in IMAGE on an allocated node (salloc + srun...\n"
     "  build    Build a new SIF image: BASE plus a conda environment, with cotainr.\n"
+    "  info     What this machine has for a site: Slurm, the controller, the...\n"
     "  run      Run COMMAND in IMAGE on the cluster: slurmc run [OPTIONS] IMAGE...\n"
     "  site     Inspect and check site configurations.\n"
     "  cache    Manage the shared image cache.\n"

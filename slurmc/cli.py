@@ -7,8 +7,8 @@ import sys
 
 import typer
 
-from . import cli_cache, cli_inspect, cli_jobs, cli_shell, cli_venv
-from .cli_common import handle_errors, prepared_job
+from . import cli_cache, cli_info, cli_inspect, cli_jobs, cli_shell, cli_venv
+from .cli_common import handle_errors, prepared_job, print_json
 from .errors import SlurmcError
 
 app = typer.Typer(
@@ -26,6 +26,7 @@ cli_inspect.register(app)
 cli_shell.register(app)
 cli_venv.register(app)
 cli_jobs.register(app)
+cli_info.register(app)
 
 
 def _version(value: bool) -> None:
@@ -160,30 +161,43 @@ def run(
 
 @site_app.command("list")
 @handle_errors
-def site_list() -> None:
+def site_list(
+    as_json: bool = typer.Option(False, "--json", help="One JSON document."),
+) -> None:
     """List the known sites and where each is defined."""
     from .sites import load_site_file, site_files
 
+    rows = []
     for name, path in sorted(site_files(dict(os.environ)).items()):
         try:
-            desc = load_site_file(path).description
+            row = {"name": name, "description": load_site_file(path).description, "file": str(path)}
         except SlurmcError as exc:
-            desc = f"INVALID: {exc}"
-        typer.echo(f"{name:<14} {desc}  [{path}]")
+            row = {"name": name, "description": None, "file": str(path), "error": str(exc)}
+        rows.append(row)
+    if as_json:
+        print_json(rows)
+        return
+    for row in rows:
+        desc = row["description"] if "error" not in row else f"INVALID: {row['error']}"
+        typer.echo(f"{row['name']:<14} {desc}  [{row['file']}]")
 
 
 @site_app.command("show")
 @handle_errors
 def site_show(
     name: str = typer.Argument(None, help="Site name or file (default: resolved)."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON document."),
 ) -> None:
     """Show a site's settings, as slurmc reads them."""
     from .sites import resolve_site
 
     site = resolve_site(name, dict(os.environ))
-    from .launch import describe_site
+    from .launch import describe_site, site_as_dict
 
-    typer.echo(describe_site(site))
+    if as_json:
+        print_json(site_as_dict(site))
+    else:
+        typer.echo(describe_site(site))
 
 
 @site_app.command("check")

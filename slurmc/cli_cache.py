@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -10,7 +9,7 @@ from typing import Any
 
 import typer
 
-from .cli_common import handle_errors
+from .cli_common import handle_errors, print_json
 
 cache_app = typer.Typer(help="Manage the shared image cache.", no_args_is_help=True)
 
@@ -83,7 +82,7 @@ def cache_ls(
     found = entries(roots.caches, runtime)
     now = time.time()
     if as_json:
-        json.dump([e.as_dict(now) for e in found], sys.stdout, indent=1)
+        print_json([e.as_dict(now) for e in found])
         sys.stdout.write("\n")
         return
     if not found:
@@ -249,7 +248,7 @@ def images(
         [i for i in list_catalogs(roots.catalogs) if matches(i, package, None, rocm, python)]
     )
     if as_json:
-        json.dump([i.as_dict() for i in found], sys.stdout, indent=1)
+        print_json([i.as_dict() for i in found])
         sys.stdout.write("\n")
         return
     typer.echo(f"{'PACKAGE':<10} {'VERSION':<24} {'ROCM':<7} {'PYTHON':<7} PATH")

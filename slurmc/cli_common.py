@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -17,6 +18,13 @@ F = TypeVar("F", bound=Callable[..., Any])
 def fail(message: str, code: int = 1) -> typer.Exit:
     typer.echo(f"slurmc: error: {message}", err=True)
     return typer.Exit(code)
+
+
+def print_json(value: Any) -> None:
+    """Every --json document slurmc prints: one indentation (2), a final newline."""
+    import json
+
+    sys.stdout.write(json.dumps(value, indent=2) + "\n")
 
 
 def handle_errors(func: F) -> F:

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .backends import Backend, Submission, get_backend
 from .cache.layout import touch_used
@@ -241,6 +241,23 @@ def _record(
 def run_interactive(job: Job, env: Mapping[str, str], cwd: str) -> int:
     step = render_step(job)
     return _backend(job, env).run_interactive(job.resources.argv(), step, cwd=cwd)
+
+
+def site_as_dict(site: Site) -> dict[str, Any]:
+    """A site's settings as plain JSON values (``slurmc site show --json``)."""
+    import dataclasses
+
+    def plain(value: Any) -> Any:
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, Mapping):
+            return {str(k): plain(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [plain(v) for v in value]
+        return value
+
+    out: dict[str, Any] = plain(site)
+    return out
 
 
 def describe_site(site: Site) -> str:

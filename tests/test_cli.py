@@ -158,3 +158,28 @@ def test_installed_console_script_smoke():
         cwd=Path.home(),
     )
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+
+
+def test_site_list_and_show_as_json(clean_env, tmp_path):
+    """`site list --json` and `site show --json`: the same facts as the text, as data."""
+    import json
+
+    env = {**clean_env, "XDG_CONFIG_HOME": str(tmp_path / "cfg")}
+    bad = tmp_path / "cfg" / "slurmc" / "sites" / "broken.toml"
+    bad.parent.mkdir(parents=True)
+    bad.write_text("name = 3\n")
+    r = CliRunner().invoke(app, ["site", "list", "--json"], env=env)
+    assert r.exit_code == 0, r.output
+    rows = {row["name"]: row for row in json.loads(r.stdout)}
+    assert {"lumi", "devcluster", "nvidia-pyxis", "determined", "podman"} <= set(rows)
+    assert rows["lumi"]["file"].endswith("site-configs/lumi.toml")
+    assert rows["broken"]["description"] is None and "name" in rows["broken"]["error"]
+    text = CliRunner().invoke(app, ["site", "list"], env=env).stdout
+    assert f"INVALID: {rows['broken']['error']}" in text
+    r = CliRunner().invoke(app, ["site", "show", "lumi", "--json"], env=env)
+    assert r.exit_code == 0, r.output
+    lumi = json.loads(r.stdout)
+    assert r.stdout.startswith('{\n  "name": "lumi"')  # the one indentation: 2
+    assert lumi["runtime"] == "singularity" and lumi["account_env"] == "PROJECT_ID"
+    assert lumi["partitions"]["standard-g"]["gpu_vendor"] == "amd"
+    assert "/appl" in lumi["binds"]

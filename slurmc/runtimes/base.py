@@ -49,6 +49,10 @@ class Runtime:
         """The commands that write *ref* to the file *dest* (*scratch*: a private temp dir)."""
         raise NotImplementedError
 
+    def version_argv(self, executable: str) -> list[str]:
+        """The command that prints the runtime's version (``slurmc info``)."""
+        return [executable, "--version"]
+
     def fetch_hint(self, ref: ImageRef) -> str:
         """What to run on a connected machine to get *ref* as a file for ``slurmc cache add``."""
         return f"apptainer pull image.sif {docker_uri(ref)}"

@@ -43,5 +43,8 @@ class Enroot(Runtime):
         name = ref.familiar_path + (f":{ref.effective_tag}" if ref.effective_tag else "")
         return name.replace("/", "+").replace(":", "+")
 
+    def version_argv(self, executable: str) -> list[str]:
+        return [executable, "version"]  # enroot's subcommand; it has no --version
+
     def fetch_hint(self, ref: ImageRef) -> str:
         return f"enroot import -o image.sqsh {enroot_uri(ref)}"
