@@ -167,8 +167,9 @@ def site_list(
     """List the known sites and where each is defined."""
     from .sites import load_site_file, site_files
 
-    rows = []
+    rows: list[dict[str, str | None]] = []
     for name, path in sorted(site_files(dict(os.environ)).items()):
+        row: dict[str, str | None]
         try:
             row = {"name": name, "description": load_site_file(path).description, "file": str(path)}
         except SlurmcError as exc:
