@@ -8,7 +8,7 @@ import sys
 import typer
 
 from . import cli_cache, cli_info, cli_inspect, cli_jobs, cli_shell, cli_venv
-from .cli_common import handle_errors, prepared_job, print_json
+from .cli_common import command_after_image, handle_errors, prepared_job, print_json
 from .errors import SlurmcError
 
 app = typer.Typer(
@@ -47,7 +47,9 @@ def main_options(
 
 
 @app.command(
-    context_settings={"allow_interspersed_args": True},
+    # Everything after IMAGE is the command, options included (as with srun,
+    # `apptainer exec` and `docker run`): slurmc's own options come before IMAGE.
+    context_settings={"allow_interspersed_args": False},
     no_args_is_help=True,
 )
 @handle_errors
@@ -55,7 +57,9 @@ def run(
     image: str = typer.Argument(
         ..., help="Image: a registry reference (ns/repo:tag), a .sif/.sqsh/.sqfs file, or a URI."
     ),
-    command: list[str] = typer.Argument(None, help="The command to run, after `--`."),
+    command: list[str] = typer.Argument(
+        None, help="The command to run: every word after IMAGE (an optional `--` first)."
+    ),
     site: str = typer.Option(None, "--site", help="Site name or site file (else $SLURMC_SITE)."),
     partition: str = typer.Option(None, "--partition", "-p"),
     account: str = typer.Option(None, "--account", "-A"),
@@ -97,8 +101,10 @@ def run(
         False, "--wait", help="Stream the job's output until it ends; exit with its status."
     ),
 ) -> None:
-    """Run COMMAND in IMAGE on the cluster: slurmc run [OPTIONS] IMAGE -- COMMAND..."""
+    """Run COMMAND in IMAGE on the cluster: slurmc run [OPTIONS] IMAGE [--] COMMAND..."""
     from . import launch
+
+    command = command_after_image(command)
 
     request = launch.JobRequest(
         image=image,

@@ -60,3 +60,23 @@ def prepared_job(request: Any, site: str | None, *, dry_run: bool = False) -> tu
     for note in job.notes:
         typer.echo(f"note: {note}", err=True)
     return job, environ
+
+
+def command_after_image(words: list[str] | None) -> list[str]:
+    """The command: every word after IMAGE, less one leading ``--``.
+
+    A command cannot start with ``-``; such a word is one of slurmc's own options
+    typed after IMAGE, and running it would submit a job that fails (or, for
+    ``--dry-run``, a job the user did not want): refuse it, saying where it goes.
+    """
+    words = list(words or ())
+    if words and words[0] == "--":
+        words = words[1:]
+    if words and words[0].startswith("-"):
+        from .errors import ValidationError
+
+        raise ValidationError(
+            f"{words[0]!r} after IMAGE: slurmc's own options go before IMAGE "
+            "(slurmc run [OPTIONS] IMAGE [--] COMMAND...); everything after IMAGE is the command"
+        )
+    return words

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -183,3 +185,85 @@ def test_site_list_and_show_as_json(clean_env, tmp_path):
     assert lumi["runtime"] == "singularity" and lumi["account_env"] == "PROJECT_ID"
     assert lumi["partitions"]["standard-g"]["gpu_vendor"] == "amd"
     assert "/appl" in lumi["binds"]
+
+
+# ---- everything after IMAGE is the command, options included (issue 9, point 6)
+# As with srun, `apptainer exec` and `docker run`: slurmc's own options come before
+# IMAGE; the words after it reach the process in the container as typed.
+
+
+def dry_run(*after_image: str, before: tuple[str, ...] = ()):
+    args = ["run", "--site", "lumi", "-A", "p", "-p", "small-g", *before, "--dry-run", "./img.sif"]
+    return CliRunner().invoke(app, [*args, *after_image])
+
+
+def command_line(script: str) -> list[str]:
+    """The words after ``slurmc`` on the launch line (what bash -c passes on as "$@")."""
+    line = next(ln for ln in script.splitlines() if 'exec "$@"\' slurmc' in ln)
+    return shlex.split(line.split("' slurmc ", 1)[1])
+
+
+@pytest.mark.parametrize(
+    "words",
+    [
+        ["python", "train.py", "-t", "10", "--lr", "3e-4"],
+        ["python3", "-c", "print(1)"],
+        ["ls", "-la", "/"],
+        ["python", "train.py", "--lr", "3e-4"],
+        ["python", "train.py", "--help"],
+        ["python", "train.py", "--dry-run", "--site", "x", "-p", "evil", "--time=1"],
+        ["env", "--", "a"],
+    ],
+    ids=lambda w: " ".join(w),
+)
+@pytest.mark.parametrize("separator", [[], ["--"]], ids=["no --", "with --"])
+def test_words_after_image_are_the_command(env, words, separator):
+    r = dry_run(*separator, *words)
+    assert r.exit_code == 0, r.output
+    assert command_line(r.stdout) == words
+    directives = [ln for ln in r.stdout.splitlines() if ln.startswith("#SBATCH")]
+    # nothing after IMAGE became a directive: no --time=10 or partition evil
+    assert "#SBATCH --time=10" not in directives and "#SBATCH --partition=evil" not in directives
+    assert "#SBATCH --partition=small-g" in directives
+    assert "Usage:" not in r.stdout  # --help after IMAGE is the command's, not slurmc's
+
+
+def test_a_later_double_dash_is_the_commands_own(env):
+    r = dry_run("--", "a", "--", "b")
+    assert r.exit_code == 0, r.output
+    assert command_line(r.stdout) == ["a", "--", "b"]
+
+
+def test_options_before_image_still_work(env):
+    r = dry_run("python", "x.py", before=("--time", "5:00", "-J", "named"))
+    assert r.exit_code == 0, r.output
+    assert "#SBATCH --time=5:00" in r.stdout and "#SBATCH --job-name=named" in r.stdout
+
+
+@pytest.mark.parametrize("word", ["--dry-run", "-t", "--time=10", "-p"])
+def test_an_option_right_after_image_is_refused_not_submitted(env, fp, word):
+    """`slurmc run IMAGE --dry-run -- cmd`: a command cannot start with '-'; say where
+    slurmc's options go instead of submitting a job that runs '--dry-run'."""
+    r = CliRunner().invoke(
+        app, ["run", "--site", "lumi", "-A", "p", "./img.sif", word, "--", "cmd"]
+    )
+    one_line_error(r, "slurmc's own options go before IMAGE")
+    assert fp.call_count(["sbatch", fp.any()]) == 0  # nothing submitted
+
+
+def test_help_before_image_is_slurmcs(env):
+    r = CliRunner().invoke(app, ["run", "--help"])
+    assert r.exit_code == 0 and "IMAGE [--] COMMAND" in " ".join(r.stdout.split())
+
+
+def test_console_script_takes_the_words_after_image(env, tmp_path):
+    exe = Path(sys.executable).with_name("slurmc")  # beside this interpreter (env sets PATH)
+    assert exe.is_file(), "the slurmc console script is not installed"
+    argv = [str(exe), "run", "--site", "lumi", "-A", "p", "--dry-run", "./img.sif"]
+    words = ["python", "train.py", "-t", "10", "--lr", "3e-4", "it's $HOME"]
+    r = subprocess.run(
+        [*argv, *words], capture_output=True, text=True, env=os.environ, cwd=tmp_path
+    )
+    assert r.returncode == 0, r.stderr
+    assert command_line(r.stdout) == words
+    assert "--time=10" not in r.stdout
