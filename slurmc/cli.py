@@ -8,7 +8,13 @@ import sys
 import typer
 
 from . import cli_cache, cli_info, cli_inspect, cli_jobs, cli_shell, cli_venv
-from .cli_common import command_after_image, handle_errors, prepared_job, print_json
+from .cli_common import (
+    command_after_image,
+    handle_errors,
+    prepared_job,
+    print_json,
+    refuse_gpus,
+)
 from .errors import SlurmcError
 
 app = typer.Typer(
@@ -67,6 +73,7 @@ def run(
     ntasks_per_node: str = typer.Option(None, "--ntasks-per-node"),
     cpus_per_task: str = typer.Option(None, "--cpus-per-task", "-c"),
     gpus_per_node: str = typer.Option(None, "--gpus-per-node"),
+    gpus: str = typer.Option(None, "--gpus", "--gpu", hidden=True),
     mem: str = typer.Option(None, "--mem"),
     time: str = typer.Option(None, "--time", "-t"),
     job_name: str = typer.Option(None, "--job-name", "-J"),
@@ -104,6 +111,7 @@ def run(
     """Run COMMAND in IMAGE on the cluster: slurmc run [OPTIONS] IMAGE [--] COMMAND..."""
     from . import launch
 
+    refuse_gpus(gpus)
     command = command_after_image(command)
 
     request = launch.JobRequest(

@@ -80,3 +80,16 @@ def command_after_image(words: list[str] | None) -> list[str]:
             "(slurmc run [OPTIONS] IMAGE [--] COMMAND...); everything after IMAGE is the command"
         )
     return words
+
+
+def refuse_gpus(value: str | None) -> None:
+    """``--gpus``/``--gpu`` (sbatch's total over the job) is not one of slurmc's options:
+    say which one is, and how to pass sbatch's own."""
+    if value is None:
+        return
+    from .errors import ValidationError
+
+    raise ValidationError(
+        f"--gpus: slurmc asks for GPUs per node: --gpus-per-node {value}; "
+        f"for sbatch's own total use --sbatch-arg=--gpus={value}"
+    )

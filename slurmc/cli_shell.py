@@ -6,7 +6,7 @@ import os
 
 import typer
 
-from .cli_common import handle_errors, prepared_job
+from .cli_common import handle_errors, prepared_job, refuse_gpus
 
 
 @handle_errors
@@ -17,6 +17,7 @@ def shell(
     account: str = typer.Option(None, "--account", "-A"),
     cpus_per_task: str = typer.Option(None, "--cpus-per-task", "-c"),
     gpus_per_node: str = typer.Option(None, "--gpus-per-node"),
+    gpus: str = typer.Option(None, "--gpus", "--gpu", hidden=True),
     mem: str = typer.Option(None, "--mem"),
     time: str = typer.Option(None, "--time", "-t"),
     job_name: str = typer.Option(None, "--job-name", "-J"),
@@ -34,6 +35,7 @@ def shell(
     shell_cmd: str = typer.Option("bash", "--shell", help="The shell to start in the container."),
 ) -> None:
     """Open a shell in IMAGE on an allocated node (salloc + srun --pty); exit releases it."""
+    refuse_gpus(gpus)
     from . import launch
 
     request = launch.JobRequest(

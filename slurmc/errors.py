@@ -37,6 +37,19 @@ class ToolMissingError(SlurmcError):
     """An external command is not on PATH."""
 
 
+#: What Slurm's commands print when they find no slurm.conf (no SLURM_CONF, no
+#: /etc/slurm/slurm.conf, no DNS SRV record), and what to do about it.
+SLURM_NO_CONFIG = ("Could not establish a configuration source", "resolve_ctls_from_dns_srv")
+SLURM_CONFIG_FIX = (
+    "export SLURM_CONF=/path/to/slurm.conf (for the local test cluster: "
+    'eval "$(scripts/env)"), or run on the cluster\'s login node'
+)
+
+
+def slurm_config_missing(stderr: str) -> bool:
+    return any(marker in stderr for marker in SLURM_NO_CONFIG)
+
+
 class ExternalCommandError(SlurmcError):
     """An external command failed; carries the useful lines of its stderr."""
 
@@ -47,6 +60,9 @@ class ExternalCommandError(SlurmcError):
         lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
         detail = " | ".join(lines[-3:]) if lines else "no error output"
         msg = f"{tool} failed (exit {returncode}): {detail}"
+        if slurm_config_missing(stderr):  # Slurm's raw DNS SRV text helps nobody
+            msg = f"{tool} cannot find the Slurm cluster's configuration"
+            hint = SLURM_CONFIG_FIX
         if hint:
             msg += f"; {hint}"
         super().__init__(msg)

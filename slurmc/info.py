@@ -17,17 +17,11 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 from . import proc
-from .errors import SlurmcError, ToolMissingError
+from .errors import SLURM_CONFIG_FIX as CONFIG_FIX
+from .errors import SlurmcError, ToolMissingError, slurm_config_missing
 from .sites import Site
 
 TIMEOUT = 10.0
-#: what Slurm's commands print when no slurm.conf can be found (no SLURM_CONF, no
-#: /etc/slurm/slurm.conf, no DNS SRV record)
-NO_CONFIG = ("Could not establish a configuration source", "resolve_ctls_from_dns_srv")
-CONFIG_FIX = (
-    "export SLURM_CONF=/path/to/slurm.conf (for the local test cluster: "
-    'eval "$(scripts/env)"), or run on the cluster\'s login node'
-)
 
 
 @dataclass(frozen=True)
@@ -66,7 +60,7 @@ def _version(
             name, False, str(exc).splitlines()[0], f"run {' '.join(argv)} and see why", required
         )
     line = _first_line(r.stdout) or _first_line(r.stderr)
-    if r.returncode not in exit_ok and any(m in r.stderr for m in NO_CONFIG):
+    if r.returncode not in exit_ok and slurm_config_missing(r.stderr):
         return Check(
             name, False, f"{argv[0]} cannot find the cluster's configuration", CONFIG_FIX, required
         )

@@ -221,6 +221,21 @@ def _parse_env(items: tuple[str, ...]) -> list[tuple[str, str]]:
     return out
 
 
+def _check_gpus_fit(site: Site, partition: Partition, resources: Resources) -> None:
+    """GPUs asked of a partition the site file says has none: refuse, naming the ones
+    that have GPUs (a partition the site file does not list is taken as it is)."""
+    if resources.gpus_per_node is None or partition.name not in site.partitions:
+        return
+    if partition.gpu_vendor != "none":
+        return
+    gpu_parts = sorted(n for n, p in site.partitions.items() if p.gpu_vendor != "none")
+    where = f"use one of {', '.join(gpu_parts)}" if gpu_parts else "this site lists none with GPUs"
+    raise ValidationError(
+        f"--gpus-per-node: partition {partition.name} of site {site.name} has no GPUs; "
+        f"{where} (-p/--partition)"
+    )
+
+
 def site_roots(
     site: Site,
     env: Mapping[str, str],
@@ -288,6 +303,7 @@ def plan(request: JobRequest, site: Site, env: Mapping[str, str], cwd: str) -> J
     elif values.get("output") is None:
         values["output"] = "%x-%A_%a.out" if values.get("array") else "%x-%j.out"
     resources = Resources(**values, extra=request.extra)
+    _check_gpus_fit(site, partition, resources)
 
     for word in request.command:
         if "\x00" in word:

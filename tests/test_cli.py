@@ -267,3 +267,56 @@ def test_console_script_takes_the_words_after_image(env, tmp_path):
     assert r.returncode == 0, r.stderr
     assert command_line(r.stdout) == words
     assert "--time=10" not in r.stdout
+
+
+# ---- small traps (issue 9, point 9)
+
+TAIL = ["./img.sif", "true"]
+
+
+@pytest.mark.parametrize("command", ["run", "shell"])
+@pytest.mark.parametrize("flag", ["--gpus", "--gpu", "--gpus=2"])
+def test_gpus_says_which_option_to_use(env, fp, command, flag):
+    args = [flag] if "=" in flag else [flag, "2"]
+    tail = ["./img.sif", "true"] if command == "run" else ["./img.sif"]
+    r = CliRunner().invoke(app, [command, "--site", "devcluster", *args, *tail])
+    one_line_error(r, "--gpus-per-node 2")
+    assert "--sbatch-arg=--gpus=2" in r.output
+    assert fp.call_count(["sbatch", fp.any()]) == 0 and fp.call_count(["salloc", fp.any()]) == 0
+
+
+def test_gpus_on_a_partition_without_gpus_is_refused(env, fp):
+    r = CliRunner().invoke(
+        app,
+        ["run", "--site", "devcluster", "-p", "small", "--gpus-per-node", "2", "./img.sif", "true"],
+    )
+    one_line_error(r, "partition small of site devcluster has no GPUs; use one of small-g")
+    assert fp.call_count(["sbatch", fp.any()]) == 0
+
+
+def test_gpus_on_the_default_cpu_partition_is_refused(env):
+    r = CliRunner().invoke(
+        app,
+        [
+            "run",
+            "--site",
+            "lumi",
+            "-A",
+            "p",
+            "--gpus-per-node",
+            "1",
+            "--dry-run",
+            "./img.sif",
+            "true",
+        ],
+    )
+    one_line_error(r, "has no GPUs; use one of dev-g, small-g, standard-g")
+
+
+def test_gpus_on_a_partition_the_site_does_not_list_are_taken_as_given(env):
+    r = CliRunner().invoke(
+        app,
+        ["run", "--site", "devcluster", "-p", "other", "--gpus-per-node", "2", "--dry-run", *TAIL],
+    )
+    assert r.exit_code == 0, r.output
+    assert "#SBATCH --gpus-per-node=2" in r.stdout
