@@ -9,6 +9,7 @@ import typer
 
 from . import cli_cache, cli_info, cli_inspect, cli_jobs, cli_shell, cli_venv
 from .cli_common import (
+    SUGGEST_COMMANDS,
     command_after_image,
     handle_errors,
     prepared_job,
@@ -18,6 +19,7 @@ from .cli_common import (
 from .errors import SlurmcError
 
 app = typer.Typer(
+    suggest_commands=SUGGEST_COMMANDS,
     name="slurmc",
     help="Run containerized jobs on Slurm clusters.",
     no_args_is_help=True,
@@ -25,7 +27,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-site_app = typer.Typer(help="Inspect and check site configurations.", no_args_is_help=True)
+site_app = typer.Typer(
+    suggest_commands=SUGGEST_COMMANDS,
+    help="Inspect and check site configurations.",
+    no_args_is_help=True,
+)
 app.add_typer(site_app, name="site")
 cli_cache.register(app)
 cli_inspect.register(app)

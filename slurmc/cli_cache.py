@@ -9,9 +9,11 @@ from typing import Any
 
 import typer
 
-from .cli_common import handle_errors, print_json
+from .cli_common import SUGGEST_COMMANDS, handle_errors, print_json
 
-cache_app = typer.Typer(help="Manage the shared image cache.", no_args_is_help=True)
+cache_app = typer.Typer(
+    suggest_commands=SUGGEST_COMMANDS, help="Manage the shared image cache.", no_args_is_help=True
+)
 
 SITE = typer.Option(None, "--site", help="Site name or file (else $SLURMC_SITE).")
 CACHE_DIR = typer.Option(None, "--cache-dir", help="Cache root, instead of the site's.")

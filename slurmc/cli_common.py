@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import click
 import typer
 
 from .errors import SlurmcError
@@ -18,6 +19,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 def fail(message: str, code: int = 1) -> typer.Exit:
     typer.echo(f"slurmc: error: {message}", err=True)
     return typer.Exit(code)
+
+
+#: Click 8.4+ suggests a close command name itself ("Did you mean 'list'?"); Typer adds
+#: its own on top, so with both the hint came twice. Typer's only where Click has none.
+SUGGEST_COMMANDS = not hasattr(click.exceptions, "NoSuchCommand")
 
 
 def print_json(value: Any) -> None:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from .cli_common import handle_errors
+from .cli_common import SUGGEST_COMMANDS, handle_errors
 
 if TYPE_CHECKING:
     from .backends.base import JobStatus
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from .records import Record
 
 jobs_app = typer.Typer(
+    suggest_commands=SUGGEST_COMMANDS,
     help="The jobs slurmc submitted: list (default), show, logs, cancel.",
     invoke_without_command=True,
 )

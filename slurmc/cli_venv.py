@@ -13,9 +13,10 @@ import time
 
 import typer
 
-from .cli_common import handle_errors
+from .cli_common import SUGGEST_COMMANDS, handle_errors
 
 venv_app = typer.Typer(
+    suggest_commands=SUGGEST_COMMANDS,
     help="Python venvs on top of an image, mounted at /user-software in jobs.",
     no_args_is_help=True,
 )

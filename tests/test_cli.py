@@ -26,6 +26,7 @@ def env(clean_env, monkeypatch, tmp_path):
         monkeypatch.setenv(k, v)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "img.sif").write_bytes(b"")
+    Path(clean_env["SLURM_CONF"]).touch()  # sbatch is faked; slurmc checks the file exists
     return clean_env
 
 
@@ -320,3 +321,14 @@ def test_gpus_on_a_partition_the_site_does_not_list_are_taken_as_given(env):
     )
     assert r.exit_code == 0, r.output
     assert "#SBATCH --gpus-per-node=2" in r.stdout
+
+
+@pytest.mark.parametrize(
+    ("argv", "hint"),
+    [(["site", "lis"], "'list'"), (["cach", "ls"], "'cache'"), (["jobs", "shw", "1"], "'show'")],
+)
+def test_a_mistyped_command_gets_one_suggestion(env, argv, hint):
+    r = CliRunner().invoke(app, argv)
+    assert r.exit_code == 2
+    assert r.output.count("Did you mean") == 1, r.output
+    assert f"Did you mean {hint}?" in r.output
