@@ -36,10 +36,19 @@ class Runtime:
     mounts_workdir: bool = False
     #: the format of a cached image file: "sif", "squashfs" or "oci-archive"
     format: str = "sif"
+    #: ``--env`` values go to slurmc's wrapper inside the container as arguments (the
+    #: runtime's own way to pass variables changes some values)
+    env_as_arguments: bool = False
+    #: the runtime passes bytes that are not UTF-8 through unchanged
+    carries_non_utf8: bool = True
 
     def gpu_flags(self, vendor: str) -> list[str]:
         """Flags that expose the partition's GPUs (``amd``, ``nvidia`` or ``none``)."""
         return []
+
+    def bind_problem(self, bind: str) -> str | None:
+        """Why the runtime's own parser cannot carry *bind* (``SRC[:DST[:OPTS]]``), or None."""
+        return None
 
     def image_arg(self, path: str) -> str:
         """How a resolved image file is named on this runtime's command line."""
