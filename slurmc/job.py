@@ -308,7 +308,7 @@ def plan(request: JobRequest, site: Site, env: Mapping[str, str], cwd: str) -> J
     for bind in binds:
         problem = runtime.bind_problem(bind)
         if problem is None and not runtime.carries_non_utf8 and not _is_utf8(bind):
-            problem = f"it holds bytes that are not UTF-8, which {runtime.name} changes"
+            problem = f"it holds bytes that are not UTF-8, which {runtime.name} would change"
         if problem:
             raise ValidationError(f"--bind: {_shown(bind)}: {problem}")
     env_items = list(site.env.items()) + _parse_env(request.env)
@@ -317,8 +317,8 @@ def plan(request: JobRequest, site: Site, env: Mapping[str, str], cwd: str) -> J
             raise ValidationError(f"--env: the value of {name} holds a NUL byte")
         if not runtime.carries_non_utf8 and not _is_utf8(value):
             raise ValidationError(
-                f"--env: the value of {name} holds bytes that are not UTF-8, which "
-                f"{runtime.name} would change into U+FFFD; pass them in a file instead"
+                f"--env: the value of {name}, {_shown(value)}, holds bytes that are not "
+                f"UTF-8, which {runtime.name} would change into U+FFFD; pass them in a file"
             )
     conda = request.conda or site.conda
     cpu_bind, notes = _gpu_binding(partition, resources, request.extra)
