@@ -87,3 +87,34 @@ def test_gpu_flags(kind):
     assert rt.gpu_flags("none") == []
     if kind in ("apptainer", "singularity"):
         assert rt.gpu_flags("amd") == ["--rocm"] and rt.gpu_flags("nvidia") == ["--nv"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "bind", "problem"),
+    [
+        ("singularity", '/data/dq"x:/mnt', "CSV"),  # SingularityCE's -B is a StringSlice
+        ("apptainer", '/data/dq"x:/mnt', None),  # Apptainer's is a StringArray
+        ("singularity", "/data/caret^x", "'^'"),  # both tokenize with ([^,^:]+:?)
+        ("apptainer", "/data/caret^x:/mnt:ro", "'^'"),
+        ("apptainer", "/data/a,b", "','"),
+        ("singularity", "/data/with space:/mnt", None),
+        ("apptainer", "/data/x.sqsh:/user-software:image-src=/", None),
+        ("charliecloud", '/data/dq"x^,', None),  # other runtimes: their own checks
+    ],
+)
+def test_bind_problem_per_flavour(kind, bind, problem):
+    found = get_runtime(kind).bind_problem(bind)
+    if problem is None:
+        assert found is None
+    else:
+        assert found is not None and problem in found
+
+
+def test_flavours_and_what_they_carry():
+    assert get_runtime("singularity").flavour == "singularityce"  # type: ignore[attr-defined]
+    assert get_runtime("apptainer").flavour == "apptainer"  # type: ignore[attr-defined]
+    for kind in KINDS:
+        rt = get_runtime(kind)
+        is_apptainer = kind in ("apptainer", "singularity")
+        assert rt.env_as_arguments is is_apptainer
+        assert rt.carries_non_utf8 is not is_apptainer
