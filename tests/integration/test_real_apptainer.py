@@ -247,3 +247,29 @@ def test_shell_through_the_real_apptainer(
         assert wait_job(job, timeout=30)["JobState"] in ("COMPLETED", "FAILED")
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+
+
+def test_test_images_carry_99_base_like_images_the_real_tools_build(
+    images, real_apptainer: RealApptainer, tmp_path
+):
+    """Oracle: the real Apptainer sets --env variables only right after sourcing
+    /.singularity.d/env/99-base.sh; they arrive, so the test images are built like real ones."""
+    for image in (images.lumi_sif, images.plain_sif):
+        r = subprocess.run(
+            [
+                real_apptainer.exe,
+                "exec",
+                "--env",
+                "SLURMC_SEEN=yes",
+                str(image),
+                "sh",
+                "-c",
+                'echo "seen=$SLURMC_SEEN ps1=$PS1"',
+            ],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env={**os.environ, **real_apptainer.env},
+        )
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == "seen=yes ps1=Apptainer> \n", (image, r.stdout)
