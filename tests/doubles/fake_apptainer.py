@@ -938,6 +938,12 @@ class App:
 
         try:
             rootfs = C.prepare_rootfs(img, rkind, mountpoints)
+            if rootfs == img and rkind != "sandbox":
+                # ch-run stays the parent of a SquashFS image's command (its FUSE loop)
+                # and exits 1 when the command dies by a signal; from a directory it
+                # execs the command, so a signal ends the double with it (caller sees
+                # 128+N), as the real starter does.
+                rootfs = C.unpack(img)
         except C.DoubleError as e:
             raise Fatal(f"container creation failed: {e}") from None
 

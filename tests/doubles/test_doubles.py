@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -1616,3 +1617,21 @@ def test_host_runtime_variables_and_home(double_env, image, tmp_path):
     assert "Overriding HOME environment variable with APPTAINERENV_HOME is not permitted" in text(
         p.stderr
     )
+
+
+@pytest.mark.runtime
+@needs_runtime
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL, signal.SIGINT])
+def test_a_signal_ends_the_runtime_with_it(double_env, image, tmp_path, sig):
+    """Real Apptainer/SingularityCE: the starter dies by the same signal (143, 137, 130)."""
+    p = run(
+        "singularity",
+        "exec",
+        str(image["sif"]),
+        "/bin/sh",
+        "-c",
+        f"kill -{int(sig)} $$",
+        env=double_env,
+        cwd=tmp_path,
+    )
+    assert p.returncode == -int(sig), text(p.stderr)

@@ -179,3 +179,49 @@ def test_binds_the_flavour_cannot_carry_are_one_line(cluster, images, kind, path
     assert r.returncode != 0 and len(lines) == 1, r.stderr
     assert repr(bind) in lines[0] and why in lines[0]
     assert job_ids() == before
+
+
+@pytest.mark.parametrize(
+    ("sig", "code", "word"), [("TERM", 143, "Terminated"), ("KILL", 137, "Killed")]
+)
+def test_a_signal_is_the_job_status_with_wait(
+    cluster, images, tool, real_apptainer, lumi_host_paths, tmp_path, sig, code, word
+):
+    """The runtime dies by the command's signal: srun says so, --wait exits 128+N."""
+    site, env = _site(tool, real_apptainer, tmp_path)
+    r = slurmc(
+        "run",
+        "--site",
+        site,
+        "--wait",
+        str(images.plain_sif),
+        "--",
+        "sh",
+        "-c",
+        f"kill -{sig} $$",
+        cwd=tmp_path,
+        env=env,
+    )
+    assert r.returncode == code, r.stderr
+    assert f"task 0: {word}" in r.stdout + r.stderr
+
+
+def test_a_command_missing_from_the_image_is_255(
+    cluster, images, tool, real_apptainer, lumi_host_paths, tmp_path
+):
+    """Without slurmc's inner wrapper (no conda, no --env) the runtime looks the command up."""
+    site, env = _site(tool, real_apptainer, tmp_path)
+    r = slurmc(
+        "run",
+        "--site",
+        site,
+        "--wait",
+        "--no-conda",
+        str(images.plain_sif),
+        "--",
+        "nosuchcmd",
+        cwd=tmp_path,
+        env=env,
+    )
+    assert r.returncode == 255, r.stderr
+    assert '"nosuchcmd": executable file not found in $PATH' in r.stdout + r.stderr
