@@ -847,7 +847,9 @@ class App:
             if values.get(gpu) and not os.path.exists(
                 {"nv": "/dev/nvidiactl", "rocm": "/dev/kfd"}[gpu]
             ):
-                self.warn(f"Could not find any {gpu} files on this host!")
+                # SingularityCE 3.11-4.5 prints "nv" in this warning for --rocm too
+                shown_gpu = "nv" if self.prog == "singularity" else gpu
+                self.warn(f"Could not find any {shown_gpu} files on this host!")
         if values.get("writable") and kind != "sandbox":
             if kind == "sif":
                 raise Fatal(f"no SIF writable overlay partition found in {shown}")
@@ -1028,17 +1030,24 @@ class App:
                         f"{opts['id']}"
                     )
                 root = C.unpack(src, match[0]["offset"])
-            else:
-                try:
-                    offset, _ = C.sif.primary_partition(src)
-                except C.sif.SifError as e:
+            else:  # the first data partition (a SIF's system partition is not one)
+                _, ds = C.sif.load(src)
+                data = [
+                    d
+                    for d in ds
+                    if d["datatype_code"] == C.sif.DATA_PARTITION and d.get("parttype") == "Data"
+                ]
+                if not data:
                     raise Fatal(
                         f"container creation failed: mount hook function failure: "
-                        f"while mounting image {src}: {e}"
-                    ) from None
-                root = C.unpack(src, offset)
-        elif kind == "sandbox":
-            root = src
+                        f"while mounting image {src}: no data partition found"
+                    )
+                root = C.unpack(src, data[0]["offset"])
+        elif kind == "sandbox":  # a directory is not a data image
+            raise Fatal(
+                f"container creation failed: mount hook function failure: while "
+                f"mounting image {src}: {src} is a directory, not an image"
+            )
         else:
             raise Fatal(
                 f"container creation failed: mount hook function failure: while "

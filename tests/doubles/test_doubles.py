@@ -1635,3 +1635,31 @@ def test_a_signal_ends_the_runtime_with_it(double_env, image, tmp_path, sig):
         cwd=tmp_path,
     )
     assert p.returncode == -int(sig), text(p.stderr)
+
+
+@pytest.mark.runtime
+@needs_runtime
+def test_image_src_needs_a_data_partition_or_image(double_env, image, tmp_path):
+    """A SIF without id= mounts its first data partition (the system one is not one);
+    a directory is not a data image."""
+    for src, message in ((image["sif"], "no data partition found"), (image["rootfs"], "directory")):
+        p = run(
+            "singularity",
+            "exec",
+            "-B",
+            f"{src}:/mnt:image-src=/",
+            str(image["sif"]),
+            "true",
+            env=double_env,
+            cwd=tmp_path,
+        )
+        assert_clean_error(p, 255, message)
+
+
+@pytest.mark.runtime
+@needs_runtime
+def test_rocm_warning_says_nv_on_singularityce(double_env, image, tmp_path):
+    for prog, word in (("singularity", "nv"), ("apptainer", "rocm")):
+        p = run(prog, "exec", "--rocm", str(image["sif"]), "true", env=double_env, cwd=tmp_path)
+        assert p.returncode == 0
+        assert f"WARNING: Could not find any {word} files on this host!" in text(p.stderr)
