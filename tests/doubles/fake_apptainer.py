@@ -838,6 +838,9 @@ class App:
 
     def action(self, sub: str, values: dict, image: str, command: list[str]) -> int:
         shown, kind, img = self.open_image(image, values)
+        # Both real tools hand the command over as UTF-8 text: bytes that are not UTF-8
+        # arrive as U+FFFD, one per byte (`\xff\xfe` -> EF BF BD EF BF BD).
+        command = [to_valid_utf8(a) for a in command]
         rkind = "sandbox" if kind == "sandbox" else "squashfs"
         cwd = os.getcwd()
         home_host = os.environ.get("HOME") or "/"
@@ -966,6 +969,7 @@ class App:
             argv_in = [runner, *command]
         else:
             argv_in = list(command)
+        user_vars = {k: to_valid_utf8(v) for k, v in user_vars.items()}
         names = [k for k in user_vars if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k)]
         if C.guest_exists(img, rkind, "/bin/sh"):
             # Variables are injected right after /.singularity.d/env/99-base.sh is sourced
@@ -1076,7 +1080,8 @@ class App:
                 continue
             if cleanenv and k not in ALWAYS_PASS:
                 continue
-            env[k] = v
+            # SingularityCE turns even host variables into valid UTF-8
+            env[k] = to_valid_utf8(v) if self.prog == "singularity" else v
         env["HOME"] = home
         env["PATH"] = DEFAULT_PATH
         env["LD_LIBRARY_PATH"] = "/.singularity.d/libs"
@@ -1154,6 +1159,12 @@ case $1 in
 esac
 exec "$@"
 """
+
+
+def to_valid_utf8(text: str) -> str:
+    """*text* (argv/environ decoded with surrogateescape) with every byte that is not
+    UTF-8 replaced by U+FFFD, as the real tools deliver it."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def read_env_file(path: str) -> dict[str, str]:

@@ -892,7 +892,10 @@ def test_exec_preserves_argv_byte_for_byte(double_env, image, tmp_path, prog, fm
     ]
     p = subprocess.run(argv, env=double_env, cwd=tmp_path, capture_output=True, timeout=120)
     assert p.returncode == 0, text(p.stderr)
-    assert p.stdout == b"".join(a + b"\0" for a in HOSTILE_ARGS)
+    # as the real tools: bytes that are not UTF-8 arrive as U+FFFD, one per byte
+    want = [a.decode("utf-8", "replace").encode() for a in HOSTILE_ARGS]
+    assert b"\xef\xbf\xbd\xef\xbf\xbd not utf-8" in want
+    assert p.stdout == b"".join(a + b"\0" for a in want)
 
 
 @pytest.mark.runtime
