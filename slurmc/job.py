@@ -84,6 +84,11 @@ class Job:
         return sh(",".join(self.binds))
 
     @property
+    def bind_args(self) -> Quoted:
+        """The runtime's own bind flags, quoted (apptainer: a ``-B`` list, ``--mount``s)."""
+        return sh_join(self.runtime.bind_args(self.binds))
+
+    @property
     def bind_words(self) -> list[Quoted]:
         return [sh(b) for b in self.binds]
 

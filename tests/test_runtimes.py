@@ -90,24 +90,32 @@ def test_gpu_flags(kind):
 
 
 @pytest.mark.parametrize(
-    ("kind", "bind", "problem"),
+    ("kind", "binds", "args"),
     [
-        ("singularity", '/data/dq"x:/mnt', "CSV"),  # SingularityCE's -B is a StringSlice
-        ("apptainer", '/data/dq"x:/mnt', None),  # Apptainer's is a StringArray
-        ("singularity", "/data/caret^x", "'^'"),  # both tokenize with ([^,^:]+:?)
-        ("apptainer", "/data/caret^x:/mnt:ro", "'^'"),
-        ("apptainer", "/data/a,b", "','"),
-        ("singularity", "/data/with space:/mnt", None),
-        ("apptainer", "/data/x.sqsh:/user-software:image-src=/", None),
-        ("charliecloud", '/data/dq"x^,', None),  # other runtimes: their own checks
+        ("singularity", ["/a", "/b:/c:ro"], ["-B", "/a,/b:/c:ro"]),
+        # SingularityCE's -B is CSV (a '"' fails the job): --mount, CSV-quoted
+        (
+            "singularity",
+            ["/a", '/d/dq"x:/mnt:ro'],
+            ["-B", "/a", "--mount", 'type=bind,"source=/d/dq""x",destination=/mnt,ro'],
+        ),
+        ("apptainer", ['/d/dq"x:/mnt'], ["-B", '/d/dq"x:/mnt']),  # a StringArray carries it
+        # both split -B paths at '^'
+        ("apptainer", ["/d/c^x"], ["--mount", "type=bind,source=/d/c^x,destination=/d/c^x"]),
+        (
+            "singularity",
+            ["/v/a^b.sqsh:/user-software:image-src=/"],
+            ["--mount", "type=bind,source=/v/a^b.sqsh,destination=/user-software,image-src=/"],
+        ),
+        (
+            "apptainer",
+            ["/d/c^x:/m:rw", "/e"],
+            ["-B", "/e", "--mount", "type=bind,source=/d/c^x,destination=/m"],
+        ),
     ],
 )
-def test_bind_problem_per_flavour(kind, bind, problem):
-    found = get_runtime(kind).bind_problem(bind)
-    if problem is None:
-        assert found is None
-    else:
-        assert found is not None and problem in found
+def test_bind_args_per_flavour(kind, binds, args):
+    assert get_runtime(kind).bind_args(binds) == args
 
 
 def test_flavours_and_what_they_carry():

@@ -8,7 +8,7 @@ module here and one template in ``templates/launch/``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..errors import InvalidReferenceError
@@ -49,6 +49,10 @@ class Runtime:
     def bind_problem(self, bind: str) -> str | None:
         """Why the runtime's own parser cannot carry *bind* (``SRC[:DST[:OPTS]]``), or None."""
         return None
+
+    def bind_args(self, binds: Sequence[str]) -> list[str]:
+        """The runtime's flags for *binds* (runtimes whose template asks for them)."""
+        raise NotImplementedError
 
     def image_arg(self, path: str) -> str:
         """How a resolved image file is named on this runtime's command line."""
