@@ -311,11 +311,11 @@ def plan(request: JobRequest, site: Site, env: Mapping[str, str], cwd: str) -> J
         binds += tuple(venv_binds(runtime.name, found))
         venv = found.path
     for bind in binds:
-        problem = runtime.bind_problem(bind)
-        if problem is None and not runtime.carries_non_utf8 and not _is_utf8(bind):
-            problem = f"it holds bytes that are not UTF-8, which {runtime.name} would change"
-        if problem:
-            raise ValidationError(f"--bind: {_shown(bind)}: {problem}")
+        if not runtime.carries_non_utf8 and not _is_utf8(bind):
+            raise ValidationError(
+                f"--bind: {_shown(bind)}: it holds bytes that are not UTF-8, which "
+                f"{runtime.name} would change"
+            )
     env_items = list(site.env.items()) + _parse_env(request.env)
     for name, value in env_items:
         if "\x00" in value:

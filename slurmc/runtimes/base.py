@@ -46,10 +46,6 @@ class Runtime:
         """Flags that expose the partition's GPUs (``amd``, ``nvidia`` or ``none``)."""
         return []
 
-    def bind_problem(self, bind: str) -> str | None:
-        """Why the runtime's own parser cannot carry *bind* (``SRC[:DST[:OPTS]]``), or None."""
-        return None
-
     def bind_args(self, binds: Sequence[str]) -> list[str]:
         """The runtime's flags for *binds* (runtimes whose template asks for them)."""
         raise NotImplementedError

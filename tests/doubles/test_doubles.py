@@ -1662,7 +1662,8 @@ def test_image_src_needs_a_data_partition_or_image(double_env, image, tmp_path):
 @pytest.mark.runtime
 @needs_runtime
 def test_rocm_warning_says_nv_on_singularityce(double_env, image, tmp_path):
-    for prog, word in (("singularity", "nv"), ("apptainer", "rocm")):
+    for prog in ("singularity", "apptainer"):
         p = run(prog, "exec", "--rocm", str(image["sif"]), "true", env=double_env, cwd=tmp_path)
         assert p.returncode == 0
-        assert f"WARNING: Could not find any {word} files on this host!" in text(p.stderr)
+        warned = "WARNING: Could not find any nv files on this host!" in text(p.stderr)
+        assert warned is (prog == "singularity"), text(p.stderr)  # Apptainer 1.4.5: silent
