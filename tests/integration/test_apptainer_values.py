@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
 
-from .conftest import RealApptainer, job_ids, output_of, slurmc, submitted_id, wait_job
+from .conftest import RealApptainer, output_of, slurmc, submitted_id, wait_job
 
 pytestmark = pytest.mark.cluster
 
@@ -37,6 +39,16 @@ HOSTILE_ENV = {
 }
 READ_ENV = "import json, os, sys; print(json.dumps({k: os.environ.get(k) for k in sys.argv[1:]}))"
 PROJECT = {"PROJECT_ID": "project_465000001"}
+
+
+def jobs_named(name: str) -> list[str]:
+    out = subprocess.run(
+        ["squeue", "-h", "-t", "all", "-n", name, "-o", "%i"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return out.split()
 
 
 def _site(tool: str, real: RealApptainer, tmp_path: Path) -> tuple[str, dict[str, str]]:
@@ -86,19 +98,19 @@ def test_non_utf8_words_are_refused_before_submitting(
     """Both real tools turn bytes that are not UTF-8 into U+FFFD: refused, nothing submitted."""
     site, env = _site(tool, real_apptainer, tmp_path)
     name = os.fsdecode(b"\xff.txt")
-    before = job_ids()
+    job_name = f"nonutf8-{uuid.uuid4().hex[:10]}"  # the cluster is shared: look for ours only
     cases = [
         (str(images.lumi_sif), "--", "cat", name),
         (f"--env=V={name}", str(images.lumi_sif), "--", "true"),
         (f"--bind={tmp_path}/{name}:/mnt", str(images.lumi_sif), "--", "true"),
     ]
     for args in cases:
-        r = slurmc("run", "--site", site, *args, cwd=tmp_path, env=env)
+        r = slurmc("run", "--site", site, "-J", job_name, *args, cwd=tmp_path, env=env)
         assert r.returncode != 0 and r.stdout == "", args
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and "not UTF-8" in lines[0] and "\\xff" in lines[0], r.stderr
         assert "Traceback" not in r.stderr
-    assert job_ids() == before
+    assert jobs_named(job_name) == []
 
 
 def test_non_utf8_file_name_arrives_through_charliecloud(cluster, images, tmp_path):
