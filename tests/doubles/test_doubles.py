@@ -1667,3 +1667,16 @@ def test_rocm_warning_says_nv_on_singularityce(double_env, image, tmp_path):
         assert p.returncode == 0
         warned = "WARNING: Could not find any nv files on this host!" in text(p.stderr)
         assert warned is (prog == "singularity"), text(p.stderr)  # Apptainer 1.4.5: silent
+
+
+@pytest.mark.runtime
+@needs_runtime
+def test_working_directory_rules(double_env, image, tmp_path):
+    """/opt is never bound as the working directory; a failed chdir falls back to $HOME."""
+    p = run("apptainer", "exec", str(image["sif"]), "/bin/sh", "-c", "pwd; ls", env=double_env, cwd="/opt")
+    assert p.returncode == 0 and text(p.stdout).splitlines() == ["/opt", "wd"], text(p.stderr)
+    p = run(
+        "singularity", "exec", "--pwd", "/no/such/dir", str(image["sif"]), "/bin/sh", "-c", "pwd",
+        env=double_env, cwd=tmp_path,
+    )
+    assert p.returncode == 0 and text(p.stdout) == double_env["HOME"] + "\n", text(p.stderr)
