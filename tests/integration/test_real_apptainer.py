@@ -87,12 +87,13 @@ def test_determined_job_through_the_real_apptainer(
     assert seen["argv"] == ["arg one"] and "slurmc test image" in seen["os"]
 
 
+@pytest.mark.parametrize("data", ["data", "da^ta"])  # '^': the venv goes in by --mount
 def test_venv_create_and_run_through_the_real_apptainer(
-    cluster, images, real_apptainer: RealApptainer, lumi_host_paths, tmp_path
+    cluster, images, real_apptainer: RealApptainer, lumi_host_paths, tmp_path, data
 ):
     wheels = tmp_path / "wheels it's $HOME"
     make_wheel(wheels)
-    data_env = {"XDG_DATA_HOME": str(tmp_path / "data")}
+    data_env = {"XDG_DATA_HOME": str(tmp_path / data)}
     site = str(real_apptainer.site("lumi", tmp_path))
     name = f"probe-{uuid.uuid4().hex[:6]}"
     r = slurmc(
@@ -138,6 +139,20 @@ def test_venv_create_and_run_through_the_real_apptainer(
     assert seen["file"].startswith("/user-software/lib/python3.11/site-packages/")
     assert seen["conda_pkg"] == "1.2.3" and seen["conda"] == "pytorch"
     assert seen["venv"] == "/user-software"
+    script = slurmc(
+        "run",
+        "--site",
+        site,
+        "--dry-run",
+        "--venv",
+        name,
+        str(images.lumi_sif),
+        "--",
+        "true",
+        cwd=tmp_path,
+        env={**data_env, **PROJECT},
+    ).stdout
+    assert ("--mount 'type=bind," in script) is ("^" in data), script
 
 
 def test_inspect_exec_through_the_real_apptainer(images, real_apptainer: RealApptainer, tmp_path):
