@@ -822,8 +822,10 @@ class App:
             )
         path = os.path.abspath(image) if image else os.getcwd() + "/"
         if not os.path.lexists(path) or image == "":
+            # SingularityCE 3.11 puts "While checking image: " in front
             raise Fatal(
-                f"could not open image {path}: failed to retrieve path for {path}: "
+                ("While checking image: " if self.prog == "singularity" else "")
+                + f"could not open image {path}: failed to retrieve path for {path}: "
                 f"lstat {path}: no such file or directory"
             )
         kind = C.image_kind(path)

@@ -394,7 +394,7 @@ def test_version(double_env, prog, long_version, short_version) -> None:
         (
             ["exec", "/no/such/image.sif", "true"],
             255,
-            "FATAL:   could not open image /no/such/image.sif: failed to retrieve path for "
+            "could not open image /no/such/image.sif: failed to retrieve path for "
             "/no/such/image.sif: lstat /no/such/image.sif: no such file or directory",
         ),
     ],
@@ -1683,3 +1683,11 @@ def test_working_directory_rules(double_env, image, tmp_path):
         env=double_env, cwd=tmp_path,
     )
     assert p.returncode == 0 and text(p.stdout) == double_env["HOME"] + "\n", text(p.stderr)
+
+
+@pytest.mark.parametrize(
+    ("prog", "prefix"), [("singularity", "FATAL:   While checking image: "), ("apptainer", "FATAL:   ")]
+)
+def test_missing_image_message_per_flavour(double_env, tmp_path, prog, prefix):
+    p = run(prog, "exec", "/no/such/image.sif", "true", env=double_env, cwd=tmp_path)
+    assert_clean_error(p, 255, prefix + "could not open image /no/such/image.sif")
