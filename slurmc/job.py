@@ -6,8 +6,6 @@ with one line naming the field, and no job is submitted.
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import re
 import sys
@@ -59,6 +57,7 @@ class Job:
     notes: tuple[str, ...] = ()  # what the user should know about this job's script
     venv: str | None = None  # a venv image (SquashFS) mounted at /user-software
     pty: bool = False
+    gpu_flag: bool = True  # the site/partition wants the runtime's GPU flag (--rocm/--nv)
 
     # ---- what templates print (all quoted) ---------------------------------------------
     @property
@@ -75,12 +74,19 @@ class Job:
 
     @property
     def gpu_flags(self) -> list[Quoted]:
+        if not self.gpu_flag:
+            return []
         return [sh(f) for f in self.runtime.gpu_flags(self.gpu_vendor)]
 
     @property
     def bind_list(self) -> Quoted:
         """Binds as one comma-separated word (apptainer -B, pyxis --container-mounts)."""
         return sh(",".join(self.binds))
+
+    @property
+    def bind_args(self) -> Quoted:
+        """The runtime's own bind flags, quoted (apptainer: a ``-B`` list, ``--mount``s)."""
+        return sh_join(self.runtime.bind_args(self.binds))
 
     @property
     def bind_words(self) -> list[Quoted]:
@@ -93,19 +99,6 @@ class Job:
     @property
     def env_names(self) -> Quoted:
         return Quoted(",".join(k for k, _ in self.env))
-
-    @property
-    def env_csv(self) -> list[Quoted]:
-        """``K=V`` for apptainer's --env, CSV-quoted where the value needs it (pflag)."""
-        out = []
-        for k, v in self.env:
-            item = f"{k}={v}"
-            if any(c in item for c in ',"\n\r'):
-                buf = io.StringIO()
-                csv.writer(buf, quoting=csv.QUOTE_ALL, lineterminator="").writerow([item])
-                item = buf.getvalue()
-            out.append(sh(item))
-        return out
 
     @property
     def srun_args(self) -> list[Quoted]:
@@ -146,15 +139,24 @@ class Job:
         ``:`` anywhere on its command line as the separator of a heterogeneous job,
         so when the command holds one, every word goes in with a ``+`` in front and
         the inner script takes it off again.
+
+        On runtimes whose own way of passing variables changes values (Apptainer and
+        SingularityCE evaluate ``--env`` values in a shell, see runtimes/apptainer.py),
+        the variables come first as ``NAME=VALUE`` arguments, exported by the inner
+        script before anything else: arguments arrive exactly.
         """
         steps = self.inner_steps
         words = list(self.command)
+        pairs = [f"{k}={v}" for k, v in self.env] if self.runtime.env_as_arguments else []
         run = 'exec "$@"'
         if ":" in words:
             words = ["+" + w for w in words]
             run = 'a=(); for w in "$@"; do a+=("${w#+}"); done; exec "${a[@]}"'
-        elif not steps:
+        elif not steps and not pairs:
             return sh_join(words)
+        if pairs:  # never a bare ':' (NAME=VALUE): srun leaves them alone
+            steps = [f'export "${{@:1:{len(pairs)}}}"', f"shift {len(pairs)}", *steps]
+            words = pairs + words
         script = " && ".join([*steps, run]) if steps else run
         return Quoted(f"bash -c {sh(script)} slurmc {sh_join(words)}")
 
@@ -308,6 +310,12 @@ def plan(request: JobRequest, site: Site, env: Mapping[str, str], cwd: str) -> J
     for word in request.command:
         if "\x00" in word:
             raise ValidationError("the command holds a NUL byte, which no process can receive")
+        if not runtime.carries_non_utf8 and not _is_utf8(word):
+            raise ValidationError(
+                f"the command word {_shown(word)} holds bytes that are not UTF-8, which "
+                f"{runtime.name} would change into U+FFFD; rename the file or pass the "
+                "name another way (e.g. in a file)"
+            )
 
     spec = parse_image(request.image)
     roots = Roots()
@@ -323,10 +331,21 @@ def plan(request: JobRequest, site: Site, env: Mapping[str, str], cwd: str) -> J
         found = find_venv(request.venv, env, cwd)
         binds += tuple(venv_binds(runtime.name, found))
         venv = found.path
+    for bind in binds:
+        if not runtime.carries_non_utf8 and not _is_utf8(bind):
+            raise ValidationError(
+                f"--bind: {_shown(bind)}: it holds bytes that are not UTF-8, which "
+                f"{runtime.name} would change"
+            )
     env_items = list(site.env.items()) + _parse_env(request.env)
     for name, value in env_items:
         if "\x00" in value:
             raise ValidationError(f"--env: the value of {name} holds a NUL byte")
+        if not runtime.carries_non_utf8 and not _is_utf8(value):
+            raise ValidationError(
+                f"--env: the value of {name}, {_shown(value)}, holds bytes that are not "
+                f"UTF-8, which {runtime.name} would change into U+FFFD; pass them in a file"
+            )
     conda = request.conda or site.conda
     cpu_bind, notes = _gpu_binding(partition, resources, request.extra)
     return Job(
@@ -344,6 +363,7 @@ def plan(request: JobRequest, site: Site, env: Mapping[str, str], cwd: str) -> J
         notes=notes,
         pty=request.pty,
         venv=venv,
+        gpu_flag=site.gpu_flag if partition.gpu_flag is None else partition.gpu_flag,
     )
 
 
@@ -379,3 +399,18 @@ def expand_output(pattern: str, job_id: str, job_name: str, user: str) -> str:
     """Fill Slurm's filename pattern for a single job, to tell the user where to look."""
     repl = {"j": job_id, "A": job_id, "x": job_name, "u": user, "%": "%"}
     return re.sub(r"%([%jAxu])", lambda m: repl[m.group(1)], pattern)
+
+
+def _is_utf8(text: str) -> bool:
+    """Whether *text* (bytes decoded with surrogateescape, as argv is) is valid UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _shown(text: str) -> str:
+    """*text* quoted for an error line, undecodable bytes shown as ``\\xNN``."""
+    fixed = "".join(f"\\x{ord(c) - 0xDC00:02x}" if "\udc80" <= c <= "\udcff" else c for c in text)
+    return repr(fixed).replace("\\\\x", "\\x")

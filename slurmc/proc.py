@@ -46,7 +46,10 @@ def run(
             cwd=cwd,
             env=dict(env) if env is not None else None,
             capture_output=True,
-            text=True,
+            # surrogateescape: bytes that are not UTF-8 (a file name, held in str as
+            # os.fsdecode does) go out and come back unchanged instead of crashing
+            encoding="utf-8",
+            errors="surrogateescape",
             timeout=timeout,
             check=False,
         )
@@ -55,7 +58,8 @@ def run(
             f"{argv[0]} not found on PATH; {_HINTS.get(argv[0], 'install it or fix PATH')}"
         ) from None
     except subprocess.TimeoutExpired as exc:
-        err = exc.stderr.decode() if isinstance(exc.stderr, bytes) else (exc.stderr or "")
+        raw = exc.stderr or ""
+        err = raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else raw
         raise ExternalCommandError(argv[0], -1, err + f"\ntimed out after {timeout:g} s") from None
     result = Result(tuple(argv), cp.returncode, cp.stdout or "", cp.stderr or "")
     if check and cp.returncode != 0:

@@ -47,6 +47,8 @@ class Partition:
     cpu_bind_masks: tuple[str, ...] = ()
     #: the partition always allocates whole nodes (e.g. LUMI's standard-g)
     whole_node: bool = False
+    #: give the runtime its GPU flag (--rocm/--nv); None: the site's [runtime] gpu_flag
+    gpu_flag: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,8 @@ class Site:
     description: str = ""
     runtime: str = "apptainer"
     executable: str = "apptainer"
+    #: whether jobs on GPU partitions get the runtime's GPU flag (--rocm/--nv)
+    gpu_flag: bool = True
     cache: tuple[str, ...] = ()
     catalogs: tuple[str, ...] = ()
     default_images: Mapping[str, str] = field(default_factory=dict)
@@ -170,6 +174,7 @@ def parse_site(data: Mapping[str, Any], source: str, default_name: str) -> Site:
         )
     default_exe = {"enroot": "enroot", "charliecloud": "ch-run"}.get(runtime, runtime)
     executable = rt.get("executable", str, "a command name or path", default_exe)
+    gpu_flag = rt.get("gpu_flag", bool, "true or false", True)
     rt.finish()
 
     im = top.sub("images")
@@ -217,8 +222,9 @@ def parse_site(data: Mapping[str, Any], source: str, default_name: str) -> Site:
         if any(not re.match(r"0x[0-9a-fA-F]+\Z", m) for m in masks):
             raise p.fail("cpu_bind_masks", list(masks), "hexadecimal CPU masks such as '0xfe'")
         whole = p.get("whole_node", bool, "true or false", False)
+        p_gpu_flag = p.get("gpu_flag", bool, "true or false", None)
         partitions[pname] = Partition(
-            pname, vendor, gpus, cores, _defaults(p, "defaults"), masks, whole
+            pname, vendor, gpus, cores, _defaults(p, "defaults"), masks, whole, p_gpu_flag
         )
         p.finish()
     pt.finish()
@@ -242,6 +248,7 @@ def parse_site(data: Mapping[str, Any], source: str, default_name: str) -> Site:
         description=description,
         runtime=runtime,
         executable=executable,
+        gpu_flag=gpu_flag,
         cache=cache,
         catalogs=catalogs,
         default_images=default_images,

@@ -263,8 +263,10 @@ def build_argv(
     """The local command that runs *script* in *image* with *builddir* at :data:`MOUNT_POINT`."""
     cmd = ["bash", "-c", script, "slurmc-venv", *pip_args]
     mount = f"{builddir}:{MOUNT_POINT}"
-    if runtime in _APPTAINER:
-        return [executable, "exec", "-B", ",".join([*binds, mount]), image, *cmd]
+    if runtime in _APPTAINER:  # -B, or --mount for paths the flavour's -B cannot carry
+        from .runtimes import get_runtime
+
+        return [executable, "exec", *get_runtime(runtime).bind_args([*binds, mount]), image, *cmd]
     if runtime == "charliecloud":
         # --set-env reads /ch/environment, where Charliecloud images keep WITH_CONDA
         flags = [w for b in [*binds, mount] for w in ("-b", b)]

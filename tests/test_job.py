@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -125,3 +127,78 @@ def test_interactive_refuses_batch_only_options(image, clean_env):
 def test_expand_output():
     assert expand_output("%x-%j.out", "42", "slurmc-python", "me") == "slurmc-python-42.out"
     assert expand_output("%u/%%j", "1", "n", "me") == "me/%j"
+
+
+NOT_UTF8 = os.fsdecode(b"caf\xe9.txt")
+
+
+@pytest.mark.parametrize("site_name", ["lumi", "determined"])
+def test_words_that_are_not_utf8_are_refused_on_apptainer_sites(image, clean_env, site_name):
+    site = load_site(site_name, clean_env)
+    res = {"account": "p"}
+    cases = [
+        (JobRequest(image=str(image), command=("cat", NOT_UTF8), resources=res), "command word"),
+        (JobRequest(image=str(image), command=("x",), env=(f"V={NOT_UTF8}",), resources=res), "V"),
+        (
+            JobRequest(image=str(image), command=("x",), binds=(f"/d/{NOT_UTF8}",), resources=res),
+            "--bind",
+        ),
+    ]
+    for req, what in cases:
+        with pytest.raises(ValidationError, match="not UTF-8") as exc:
+            plan(req, site, clean_env, "/tmp")
+        assert what in str(exc.value) and "\\xe9" in str(exc.value)
+
+
+def test_words_that_are_not_utf8_pass_where_the_runtime_carries_them(image, clean_env):
+    site = load_site("devcluster", clean_env)
+    req = JobRequest(image=str(image), command=("cat", NOT_UTF8), env=(f"V={NOT_UTF8}",))
+    assert plan(req, site, clean_env, "/tmp").command == ("cat", NOT_UTF8)
+
+
+def test_env_values_reach_the_command_exactly_through_the_inner_wrapper(image, clean_env):
+    """The entry run by a local bash (standing in for the container): values arrive exactly."""
+    values = {"A": 'say "hi"', "B": "x,y=z", "C": "$HOME `id`", "D": "end\\", "E": "l1\nl2\n"}
+    site = load_site("lumi", clean_env)
+    req = JobRequest(
+        image=str(image),
+        command=(
+            "python3",
+            "-c",
+            "import os,sys; print(repr([os.environ[k] for k in sys.argv[1:]]))",
+            *values,
+        ),
+        env=tuple(f"{k}={v}" for k, v in values.items()),
+        conda="none",
+        resources={"account": "p"},
+    )
+    entry = plan(req, site, clean_env, "/tmp").entry
+    assert entry.startswith('bash -c \'export "${@:1:5}" && shift 5 && exec "$@"\' slurmc ')
+    r = subprocess.run(
+        ["bash", "-c", entry], capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"}
+    )
+    assert r.stdout == repr(list(values.values())) + "\n", r.stderr
+
+
+@pytest.mark.parametrize(
+    ("site_flag", "partition_flag", "flags"),
+    [
+        (None, None, ["--rocm"]),
+        ("false", None, []),
+        ("false", "true", ["--rocm"]),
+        (None, "false", []),
+    ],
+)
+def test_gpu_flag_switch_per_site_and_partition(
+    image, clean_env, tmp_path, site_flag, partition_flag, flags
+):
+    text = '[runtime]\nkind = "singularity"\n'
+    if site_flag:
+        text += f"gpu_flag = {site_flag}\n"
+    text += '[partitions.g]\ngpu_vendor = "amd"\n'
+    if partition_flag:
+        text += f"gpu_flag = {partition_flag}\n"
+    (tmp_path / "s.toml").write_text(text)
+    site = load_site(str(tmp_path / "s.toml"), clean_env)
+    req = JobRequest(image=str(image), command=("x",), resources={"partition": "g"})
+    assert [str(f) for f in plan(req, site, clean_env, "/tmp").gpu_flags] == flags

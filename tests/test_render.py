@@ -95,7 +95,10 @@ def test_interactive_step(site_name, clean_env, tmp_path):
 def test_lumi_script_has_the_seed_shape(clean_env, tmp_path):
     text = render_batch(make_job("lumi", None, clean_env, tmp_path))
     assert "srun singularity exec --rocm" in text
-    assert "bash -c '$WITH_CONDA && exec \"$@\"' slurmc python train.py" in text
+    assert (
+        'bash -c \'export "${@:1:1}" && shift 1 && $WITH_CONDA && exec "$@"\' '
+        "slurmc 'MY_VAR=a b,c' python train.py"
+    ) in text
     assert "#SBATCH --partition=small-g\n" in text and "#SBATCH --gpus-per-node=2\n" in text
     # the user's '#SBATCH' word is inside a quoted argument, after the first command
     directives = [ln for ln in text.splitlines() if ln.startswith("#SBATCH")]

@@ -87,3 +87,42 @@ def test_gpu_flags(kind):
     assert rt.gpu_flags("none") == []
     if kind in ("apptainer", "singularity"):
         assert rt.gpu_flags("amd") == ["--rocm"] and rt.gpu_flags("nvidia") == ["--nv"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "binds", "args"),
+    [
+        ("singularity", ["/a", "/b:/c:ro"], ["-B", "/a,/b:/c:ro"]),
+        # SingularityCE's -B is CSV (a '"' fails the job): --mount, CSV-quoted
+        (
+            "singularity",
+            ["/a", '/d/dq"x:/mnt:ro'],
+            ["-B", "/a", "--mount", 'type=bind,"source=/d/dq""x",destination=/mnt,ro'],
+        ),
+        ("apptainer", ['/d/dq"x:/mnt'], ["-B", '/d/dq"x:/mnt']),  # a StringArray carries it
+        # both split -B paths at '^'
+        ("apptainer", ["/d/c^x"], ["--mount", "type=bind,source=/d/c^x,destination=/d/c^x"]),
+        (
+            "singularity",
+            ["/v/a^b.sqsh:/user-software:image-src=/"],
+            ["--mount", "type=bind,source=/v/a^b.sqsh,destination=/user-software,image-src=/"],
+        ),
+        (
+            "apptainer",
+            ["/d/c^x:/m:rw", "/e"],
+            ["-B", "/e", "--mount", "type=bind,source=/d/c^x,destination=/m"],
+        ),
+    ],
+)
+def test_bind_args_per_flavour(kind, binds, args):
+    assert get_runtime(kind).bind_args(binds) == args
+
+
+def test_flavours_and_what_they_carry():
+    assert get_runtime("singularity").flavour == "singularityce"  # type: ignore[attr-defined]
+    assert get_runtime("apptainer").flavour == "apptainer"  # type: ignore[attr-defined]
+    for kind in KINDS:
+        rt = get_runtime(kind)
+        is_apptainer = kind in ("apptainer", "singularity")
+        assert rt.env_as_arguments is is_apptainer
+        assert rt.carries_non_utf8 is not is_apptainer

@@ -75,6 +75,12 @@ def write(tmp_path: Path, text: str, name: str = "mysite.toml") -> Path:
             "one of the [partitions]",
         ),
         ("[container]\n", "runtime.kind", "missing"),
+        ('[runtime]\nkind = "singularity"\ngpu_flag = "no"\n', "runtime.gpu_flag", "true or false"),
+        (
+            '[runtime]\nkind = "apptainer"\n[partitions.g]\ngpu_flag = 0\n',
+            "partitions.g.gpu_flag",
+            "true or false",
+        ),
     ],
 )
 def test_invalid_site_files_name_file_key_value_and_expectation(tmp_path, body, key, expected):

@@ -252,6 +252,18 @@ def test_build_argv_apptainer(runtime: str) -> None:
     ]
 
 
+def test_build_argv_singularityce_mounts_what_its_csv_bind_cannot_carry() -> None:
+    argv = venvs.build_argv("singularity", "singularity", "/i.sif", '/b/v"x', ["/s"], "S", PIP)
+    assert argv[:6] == [
+        "singularity",
+        "exec",
+        "-B",
+        "/s",
+        "--mount",
+        'type=bind,"source=/b/v""x",destination=/user-software',
+    ]
+
+
 def test_build_argv_charliecloud() -> None:
     argv = venvs.build_argv("charliecloud", "ch-run", "/i.sqfs", "/b/venv", ["/p"], "S", PIP)
     assert argv == [

@@ -8,7 +8,7 @@ module here and one template in ``templates/launch/``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..errors import InvalidReferenceError
@@ -36,10 +36,19 @@ class Runtime:
     mounts_workdir: bool = False
     #: the format of a cached image file: "sif", "squashfs" or "oci-archive"
     format: str = "sif"
+    #: ``--env`` values go to slurmc's wrapper inside the container as arguments (the
+    #: runtime's own way to pass variables changes some values)
+    env_as_arguments: bool = False
+    #: the runtime passes bytes that are not UTF-8 through unchanged
+    carries_non_utf8: bool = True
 
     def gpu_flags(self, vendor: str) -> list[str]:
         """Flags that expose the partition's GPUs (``amd``, ``nvidia`` or ``none``)."""
         return []
+
+    def bind_args(self, binds: Sequence[str]) -> list[str]:
+        """The runtime's flags for *binds* (runtimes whose template asks for them)."""
+        raise NotImplementedError
 
     def image_arg(self, path: str) -> str:
         """How a resolved image file is named on this runtime's command line."""

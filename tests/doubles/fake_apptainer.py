@@ -15,7 +15,7 @@ Grammar sources (stored copies of the upstream repositories):
     "="); a pair without "=" fails with `X must be formatted as key=value`;
   * bind specs "src[:dst[:opts]]", comma-separated, options ro, rw, image-src=PATH, id=N:
     ported tokenizers of apptainer pkg/runtime/engine/apptainer/config/bind.go
-    (apptainer: also archive-src=, "\\," / "\\:" escapes, "bad bind syntax") and of
+    (apptainer: also "\\," / "\\:" escapes, "bad bind syntax") and of
     sylabs/singularity pkg/util/bind/bind.go (singularity: "wrong bind syntax");
     both say `while getting bind path: X is not a valid bind option`;
   * error texts: cobra error path in cmd/internal/cli/apptainer.go / singularity.go
@@ -75,6 +75,7 @@ NO_CWD_BIND = {
     "/run",
 }
 NO_CWD_BIND_TREES = ("/usr", "/proc", "/sys", "/dev", "/etc", "/boot", "/bin", "/sbin")
+NO_CWD_BIND |= {"/opt", "/mnt"}  # never bound as the working directory (both tools)
 
 
 class Fatal(Exception):
@@ -108,7 +109,6 @@ ACTION_FLAGS = {
     "bind": ("B", A),
     "blkio-weight": ("", INT),
     "blkio-weight-device": ("", A),
-    "boot": ("", B),
     "cleanenv": ("e", B),
     "compat": ("", B),
     "contain": ("c", B),
@@ -361,9 +361,10 @@ def string_to_string(value: str) -> dict[str, str]:
 
 # ---------------------------------------------------------------------------- binds
 
-# True: a flag; False: takes a value. Apptainer added archive-src (bind.go).
+# True: a flag; False: takes a value. Both tools accept only these four (an
+# `archive-src` option once read here exists in neither project's bind.go).
 BIND_OPTIONS = {"ro": True, "rw": True, "image-src": False, "id": False}
-BIND_OPTIONS_APPTAINER = {**BIND_OPTIONS, "archive-src": False}
+BIND_OPTIONS_APPTAINER = BIND_OPTIONS
 
 
 def _is_option(s: str, options: dict) -> bool:
@@ -520,6 +521,75 @@ def parse_bind_paths_singularity(paths: list[str]) -> list[dict]:
     return binds
 
 
+def go_csv_record(text: str) -> list[str]:
+    """The first record of Go's encoding/csv (LazyQuotes off), as pflag's readAsCSV and
+    SingularityCE's --mount read a value. Raises ValueError with Go's message."""
+    fields: list[str] = []
+    i, n = 0, len(text)
+    while True:
+        if i < n and text[i] == '"':
+            start, i, cur = i, i + 1, ""
+            while True:
+                j = text.find('"', i)
+                if j < 0:
+                    raise ValueError(
+                        f'parse error on line 1, column {start + 1}: extraneous or missing " '
+                        "in quoted-field"
+                    )
+                cur += text[i:j]
+                if j + 1 < n and text[j + 1] == '"':
+                    cur += '"'
+                    i = j + 2
+                    continue
+                i = j + 1
+                break
+            if i < n and text[i] not in ",\n":
+                raise ValueError(
+                    f"parse error on line 1, column {i + 1}: "
+                    'extraneous or missing " in quoted-field'
+                )
+            fields.append(cur.replace("\r\n", "\n"))
+        else:
+            end = n
+            for k in (text.find(",", i), text.find("\n", i)):
+                if k >= 0:
+                    end = min(end, k)
+            field = text[i:end]
+            if '"' in field:
+                col = i + field.index('"') + 1
+                raise ValueError(f'parse error on line 1, column {col}: bare " in non-quoted-field')
+            fields.append(field.rstrip("\r"))
+            i = end
+        if i >= n or text[i] == "\n":
+            return fields
+        i += 1  # past the comma
+
+
+def parse_mount(spec: str) -> dict:
+    """--mount type=bind,source=S,destination=D[,ro][,image-src=P][,id=N] (CSV-read)."""
+    try:
+        fields = go_csv_record(spec)
+    except ValueError as e:
+        raise ValueError(f"while parsing mount {spec!r}: {e}") from None
+    kv: dict[str, str] = {}
+    for f in fields:
+        k, eq, v = f.partition("=")
+        kv[k] = v if eq else ""
+    if kv.get("type") != "bind":
+        raise ValueError(f"while parsing mount {spec!r}: only type=bind is supported")
+    src = kv.get("source", kv.get("src"))
+    dst = kv.get("destination", kv.get("dst", kv.get("target")))
+    if not src or not dst:
+        raise ValueError(f"while parsing mount {spec!r}: source and destination are required")
+    opts = {}
+    if "ro" in kv or "readonly" in kv:
+        opts["ro"] = ""
+    for k in ("image-src", "id"):
+        if k in kv:
+            opts[k] = kv[k]
+    return {"source": src, "destination": dst, "options": opts}
+
+
 def parse_bind_paths(paths: list[str], prog: str = "apptainer") -> list[dict]:
     if prog == "singularity":
         return parse_bind_paths_singularity(paths)
@@ -641,7 +711,7 @@ class App:
             return 0
         if sub == "pull":
             table = {**GLOBAL_FLAGS, **PULL_FLAGS}
-            values, pos = parse_flags(subargs, table, True)
+            values, pos = parse_flags(subargs, table, False)  # flags after args are args
             self.quiet = self.quiet or bool(values.get("quiet") or values.get("silent"))
             self.apply_env_keys(values, table)
             if not 1 <= len(pos) <= 2:
@@ -651,6 +721,15 @@ class App:
         values, pos = parse_flags(subargs, table, False)
         self.quiet = self.quiet or bool(values.get("quiet") or values.get("silent"))
         self.apply_env_keys(values, table)
+        if self.prog == "singularity" and values.get("bind"):
+            # SingularityCE's -B is a pflag StringSlice: every value is read as CSV
+            binds = []
+            for v in values["bind"]:
+                try:
+                    binds += go_csv_record(v) if v else []
+                except ValueError as e:
+                    raise CobraError(f'invalid argument "{v}" for "-B, --bind" flag: {e}') from None
+            values["bind"] = binds
         need = 2 if sub == "exec" else 1
         if len(pos) < need:
             raise CobraError(f"requires at least {need} arg(s), only received {len(pos)}")
@@ -660,8 +739,8 @@ class App:
     def pull(self, values: dict, pos: list[str]) -> int:
         src = pos[-1]
         transport, sep, ref = src.partition("://")
-        if not sep:
-            transport, ref = "", src
+        if not sep:  # SingularityCE takes a bare name as library://; Apptainer wants a transport
+            transport, ref = ("library" if self.prog == "singularity" else ""), src
         if ref == "":
             raise Fatal(f"Bad URI {src}")
         dest = values.get("name") or (pos[0] if len(pos) == 2 else None)
@@ -671,7 +750,7 @@ class App:
             dest = default_pull_name(transport, ref)
         if values.get("dir"):
             dest = os.path.join(values["dir"], dest)
-        if os.path.lexists(dest) and not values.get("force"):
+        if os.path.exists(dest) and not values.get("force"):  # a dangling link is absent
             raise Fatal(f'Image file already exists: "{dest}" - will not overwrite')
         if transport == "":
             raise Fatal("No transport type URI supplied")
@@ -743,8 +822,10 @@ class App:
             )
         path = os.path.abspath(image) if image else os.getcwd() + "/"
         if not os.path.lexists(path) or image == "":
+            # SingularityCE 3.11 puts "While checking image: " in front
             raise Fatal(
-                f"could not open image {path}: failed to retrieve path for {path}: "
+                ("While checking image: " if self.prog == "singularity" else "")
+                + f"could not open image {path}: failed to retrieve path for {path}: "
                 f"lstat {path}: no such file or directory"
             )
         kind = C.image_kind(path)
@@ -759,16 +840,24 @@ class App:
 
     def action(self, sub: str, values: dict, image: str, command: list[str]) -> int:
         shown, kind, img = self.open_image(image, values)
+        # Both real tools hand the command over as UTF-8 text: bytes that are not UTF-8
+        # arrive as U+FFFD, one per byte (`\xff\xfe` -> EF BF BD EF BF BD).
+        command = [to_valid_utf8(a) for a in command]
         rkind = "sandbox" if kind == "sandbox" else "squashfs"
         cwd = os.getcwd()
         home_host = os.environ.get("HOME") or "/"
         contain = bool(values.get("contain") or values.get("containall"))
         cleanenv = bool(values.get("cleanenv") or values.get("containall"))
         for gpu in ("nv", "rocm"):
-            if values.get(gpu) and not os.path.exists(
-                {"nv": "/dev/nvidiactl", "rocm": "/dev/kfd"}[gpu]
+            # SingularityCE 3.11-4.5 warns when it finds no GPU files, saying "nv" for
+            # --rocm too; the real Apptainer 1.4.5 says nothing (seen on a host without
+            # GPUs or GPU libraries)
+            if (
+                self.prog == "singularity"
+                and values.get(gpu)
+                and not os.path.exists({"nv": "/dev/nvidiactl", "rocm": "/dev/kfd"}[gpu])
             ):
-                self.warn(f"Could not find any {gpu} files on this host!")
+                self.warn("Could not find any nv files on this host!")
         if values.get("writable") and kind != "sandbox":
             if kind == "sif":
                 raise Fatal(f"no SIF writable overlay partition found in {shown}")
@@ -826,6 +915,11 @@ class App:
             user_binds = parse_bind_paths(specs, self.prog)
         except ValueError as e:
             raise Fatal(f"while parsing bind path: {e}") from None
+        for spec in values.get("mount", []):
+            try:
+                user_binds.append(parse_mount(spec))
+            except ValueError as e:
+                raise Fatal(str(e)) from None
         for bp in user_binds:
             src = os.path.abspath(bp["source"])
             dst = bp["destination"]
@@ -833,6 +927,7 @@ class App:
                 dst = "/" + dst
             opts = bp["options"]
             if not os.path.exists(src):
+                self.warn(f"skipping mount of {src}: stat {src}: no such file or directory")
                 raise Fatal(
                     f"container creation failed: mount hook function failure: mount "
                     f"{src}->{dst} error: while mounting {src}: mount source {src} "
@@ -853,44 +948,58 @@ class App:
 
         try:
             rootfs = C.prepare_rootfs(img, rkind, mountpoints)
+            if rootfs == img and rkind != "sandbox":
+                # ch-run stays the parent of a SquashFS image's command (its FUSE loop)
+                # and exits 1 when the command dies by a signal; from a directory it
+                # execs the command, so a signal ends the double with it (caller sees
+                # 128+N), as the real starter does.
+                rootfs = C.unpack(img)
         except C.DoubleError as e:
             raise Fatal(f"container creation failed: {e}") from None
 
-        # ---- environment
+        # ---- environment, and the embedded action script (the image's own are not run)
         env = self.container_env(values, cleanenv, home_dest, shown, specs)
         user_vars = self.user_env(values)
         prepend = user_vars.pop("PREPEND_PATH", None)
         append = user_vars.pop("APPEND_PATH", None)
-        has_exec = C.guest_exists(img, rkind, "/.singularity.d/actions/exec") == "f"
+        if user_vars.pop("HOME", None) is not None:
+            self.warn(
+                f"Overriding HOME environment variable with {self.env_prefix}HOME is not permitted"
+            )
         argv_in: list[str]
         if sub == "run":
-            runner = "/.singularity.d/actions/run"
-            if C.guest_exists(img, rkind, runner) == "f":
-                argv_in = [runner, *command]
-            elif C.guest_exists(img, rkind, "/.singularity.d/runscript") == "f":
-                argv_in = ["/.singularity.d/runscript", *command]
-            else:
-                raise Fatal(
-                    f"no /.singularity.d/actions/run nor /.singularity.d/runscript in "
-                    f"{shown} (the slurmc test double does not inject action scripts)"
-                )
-            has_exec = False
+            runner = "/.singularity.d/runscript"
+            if C.guest_exists(img, rkind, runner) != "f":
+                raise Fatal(f"no {runner} in {shown}")
+            argv_in = [runner, *command]
         else:
             argv_in = list(command)
-        env.update(user_vars)
-        if has_exec:
-            shim_vars = [k for k in user_vars if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k)]
-            if shim_vars or prepend or append:
-                for k in shim_vars:
+        user_vars = {k: to_valid_utf8(v) for k, v in user_vars.items()}
+        names = [k for k in user_vars if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k)]
+        if C.guest_exists(img, rkind, "/bin/sh"):
+            # Variables are injected right after /.singularity.d/env/99-base.sh is sourced
+            # (never when the image lacks it), shell-evaluated unless --no-eval.
+            no_eval = bool(values.get("no-eval")) and self.prog == "singularity"
+            lines = []
+            for k in names:
+                if no_eval:
                     env["SLURMC_DOUBLE_UENV_" + k] = user_vars[k]
-                env["SLURMC_DOUBLE_REAPPLY"] = " ".join(shim_vars)
-                if prepend:
-                    env["SLURMC_DOUBLE_PREPEND_PATH"] = prepend
-                if append:
-                    env["SLURMC_DOUBLE_APPEND_PATH"] = append
-                argv_in = ["/bin/sh", "-c", REAPPLY_SHIM, "sh", *argv_in]
-            argv_in = ["/.singularity.d/actions/exec", *argv_in]
-        else:
+                    lines.append(f'export {k}="$SLURMC_DOUBLE_UENV_{k}"')
+                else:
+                    lines.append(f'export {k}="' + user_vars[k].replace('"', '\\"') + '"')
+            if lines:
+                env["SLURMC_DOUBLE_INJECT"] = "\n".join(lines) + "\n"
+                env["SLURMC_DOUBLE_INJECT_FILE"] = f"/.inject-{self.prog}-env.sh"
+            if prepend:
+                env["SLURMC_DOUBLE_PREPEND_PATH"] = prepend
+            if append:
+                env["SLURMC_DOUBLE_APPEND_PATH"] = append
+            env["SLURMC_DOUBLE_CWD"] = target_cwd
+            env["SLURMC_DOUBLE_VARS"] = " ".join(k for k in env if k.startswith("SLURMC_DOUBLE_"))
+            argv_in = ["/bin/sh", "-c", ACTION_SCRIPT, "sh", *argv_in]
+            target_cwd = "/"
+        else:  # no shell in the image: variables set as they are, no env scripts
+            env.update({k: user_vars[k] for k in names})
             if prepend:
                 env["PATH"] = prepend + ":" + env["PATH"]
             if append:
@@ -930,17 +1039,24 @@ class App:
                         f"{opts['id']}"
                     )
                 root = C.unpack(src, match[0]["offset"])
-            else:
-                try:
-                    offset, _ = C.sif.primary_partition(src)
-                except C.sif.SifError as e:
+            else:  # the first data partition (a SIF's system partition is not one)
+                _, ds = C.sif.load(src)
+                data = [
+                    d
+                    for d in ds
+                    if d["datatype_code"] == C.sif.DATA_PARTITION and d.get("parttype") == "Data"
+                ]
+                if not data:
                     raise Fatal(
                         f"container creation failed: mount hook function failure: "
-                        f"while mounting image {src}: {e}"
-                    ) from None
-                root = C.unpack(src, offset)
-        elif kind == "sandbox":
-            root = src
+                        f"while mounting image {src}: no data partition found"
+                    )
+                root = C.unpack(src, data[0]["offset"])
+        elif kind == "sandbox":  # a directory is not a data image
+            raise Fatal(
+                f"container creation failed: mount hook function failure: while "
+                f"mounting image {src}: {src} is a directory, not an image"
+            )
         else:
             raise Fatal(
                 f"container creation failed: mount hook function failure: while "
@@ -961,21 +1077,16 @@ class App:
     ) -> dict[str, str]:
         env: dict[str, str] = {}
         for k, v in os.environ.items():
-            if k.startswith(("SINGULARITYENV_", "APPTAINERENV_", "SLURMC_DOUBLE_UENV_")):
-                continue
-            if k in (
-                "SLURMC_DOUBLE_REAPPLY",
-                "SLURMC_DOUBLE_PREPEND_PATH",
-                "SLURMC_DOUBLE_APPEND_PATH",
-            ):
+            if k.startswith(("SINGULARITYENV_", "APPTAINERENV_", "SLURMC_DOUBLE_")):
                 continue
             if k in ("PATH", "HOME", "LD_LIBRARY_PATH", "TMPDIR"):
                 continue
-            if k in (self.prefix + "SHELL", self.prefix + "APPNAME"):
+            if k.startswith(("SINGULARITY_", "APPTAINER_")):  # never passed in (both tools)
                 continue
             if cleanenv and k not in ALWAYS_PASS:
                 continue
-            env[k] = v
+            # SingularityCE turns even host variables into valid UTF-8
+            env[k] = to_valid_utf8(v) if self.prog == "singularity" else v
         env["HOME"] = home
         env["PATH"] = DEFAULT_PATH
         env["LD_LIBRARY_PATH"] = "/.singularity.d/libs"
@@ -1008,17 +1119,57 @@ class App:
         return out
 
 
-REAPPLY_SHIM = (
-    # Runs after the image's /.singularity.d/env/*.sh: re-export what the user asked for,
-    # so that --env / PREFIXENV_ values win over the image's own (as in Apptainer >= 1.0
-    # and SingularityCE >= 3.6), then exec the command unchanged.
-    'for __v in $SLURMC_DOUBLE_REAPPLY; do eval "export $__v=\\"\\$SLURMC_DOUBLE_UENV_$__v\\"";'
-    ' unset "SLURMC_DOUBLE_UENV_$__v"; done; '
-    '[ -n "${SLURMC_DOUBLE_PREPEND_PATH:-}" ] && PATH="$SLURMC_DOUBLE_PREPEND_PATH:$PATH"; '
-    '[ -n "${SLURMC_DOUBLE_APPEND_PATH:-}" ] && PATH="$PATH:$SLURMC_DOUBLE_APPEND_PATH"; '
-    "export PATH; unset __v SLURMC_DOUBLE_REAPPLY SLURMC_DOUBLE_PREPEND_PATH "
-    'SLURMC_DOUBLE_APPEND_PATH; exec "$@"'
-)
+# What the real tools' embedded action script does (Apptainer >= 1.0 and SingularityCE run
+# an interpreter built into the runtime, not the image's /.singularity.d/actions/*):
+# source /.singularity.d/env/*.sh in order, inject the user's variables right after
+# 99-base.sh (a broken injection file: one line, every variable dropped, going on),
+# change to the working directory (falling back to $HOME, then /), then run the
+# command, which must be found on the container's PATH (else FATAL, exit 255).
+ACTION_SCRIPT = r"""
+for __s in /.singularity.d/env/*.sh; do
+    [ -f "$__s" ] || continue
+    . "$__s"
+    if [ "${__s##*/}" = 99-base.sh ] && [ -n "${SLURMC_DOUBLE_INJECT:-}" ]; then
+        if sh -n -c "$SLURMC_DOUBLE_INJECT" 2>/dev/null; then
+            eval "$SLURMC_DOUBLE_INJECT"
+        else
+            echo "source: $SLURMC_DOUBLE_INJECT_FILE: reached EOF without closing quote \"" >&2
+        fi
+    fi
+done
+[ -n "${SLURMC_DOUBLE_PREPEND_PATH:-}" ] && PATH="$SLURMC_DOUBLE_PREPEND_PATH:$PATH"
+[ -n "${SLURMC_DOUBLE_APPEND_PATH:-}" ] && PATH="$PATH:$SLURMC_DOUBLE_APPEND_PATH"
+export PATH
+cd "$SLURMC_DOUBLE_CWD" 2>/dev/null || cd "${HOME:-/}" 2>/dev/null || cd /
+for __v in $SLURMC_DOUBLE_VARS; do unset "$__v"; done
+unset __s __v SLURMC_DOUBLE_VARS
+case $1 in
+*/*) ;;
+*)
+    __found=
+    set -f
+    __ifs=$IFS
+    IFS=:
+    for __d in $PATH; do
+        if [ -f "${__d:-.}/$1" ] && [ -x "${__d:-.}/$1" ]; then __found=1; break; fi
+    done
+    IFS=$__ifs
+    set +f
+    if [ -z "$__found" ]; then
+        printf 'FATAL:   "%s": executable file not found in $PATH\n' "$1" >&2
+        exit 255
+    fi
+    unset __found __ifs __d
+    ;;
+esac
+exec "$@"
+"""
+
+
+def to_valid_utf8(text: str) -> str:
+    """*text* (argv/environ decoded with surrogateescape) with every byte that is not
+    UTF-8 replaced by U+FFFD, as the real tools deliver it."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def read_env_file(path: str) -> dict[str, str]:

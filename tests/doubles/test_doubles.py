@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -192,6 +193,11 @@ def build_rootfs(root: Path) -> None:
     exe.chmod(0o755)
     (root / ".singularity.d/env/90-environment.sh").write_text(
         'export IMAGE_VAR="from-image"\nexport PATH="/usr/local/bin:/usr/bin:/bin"\n'
+    )
+    # as images built by Apptainer/SingularityCE: user variables are injected after it
+    (root / ".singularity.d/env/99-base.sh").write_text(
+        '#!/bin/sh\nLD_LIBRARY_PATH="${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}/.singularity.d/libs"\n'
+        'PS1="Singularity> "\nexport LD_LIBRARY_PATH PS1\n'
     )
 
 
@@ -384,12 +390,11 @@ def test_version(double_env, prog, long_version, short_version) -> None:
         (["shellz"], 1, 'unknown command "shellz"'),
         (["pull", "a", "b", "c"], 1, "accepts between 1 and 2 arg(s), received 3"),
         (["pull", "--bogus", "docker://x"], 1, "unknown flag: --bogus"),
-        (["pull", "x.sif"], 255, "No transport type URI supplied"),
         (["pull", "out.sif", "library://a/b/c"], 255, "Unsupported transport type: library"),
         (
             ["exec", "/no/such/image.sif", "true"],
             255,
-            "FATAL:   could not open image /no/such/image.sif: failed to retrieve path for "
+            "could not open image /no/such/image.sif: failed to retrieve path for "
             "/no/such/image.sif: lstat /no/such/image.sif: no such file or directory",
         ),
     ],
@@ -517,7 +522,7 @@ def test_bind_spec_escapes_are_apptainer_only() -> None:
         ("singularity", "/a:/b:ro,/c:/d:nosuch", "nosuch is not a valid bind option"),
         ("apptainer", "/opt:/other:rw:invalid", 'bad bind syntax "/opt:/other:rw:"'),
         ("singularity", "/opt:/other:rw:invalid", "wrong bind syntax: /opt:/other:rw:"),
-        ("apptainer", "/a:/b:archive-src=/", None),
+        ("apptainer", "/a:/b:archive-src=/", "archive-src=/ is not a valid bind option"),
         ("singularity", "/a:/b:archive-src=/", "archive-src=/ is not a valid bind option"),
     ],
 )
@@ -887,7 +892,10 @@ def test_exec_preserves_argv_byte_for_byte(double_env, image, tmp_path, prog, fm
     ]
     p = subprocess.run(argv, env=double_env, cwd=tmp_path, capture_output=True, timeout=120)
     assert p.returncode == 0, text(p.stderr)
-    assert p.stdout == b"".join(a + b"\0" for a in HOSTILE_ARGS)
+    # as the real tools: bytes that are not UTF-8 arrive as U+FFFD, one per byte
+    want = [a.decode("utf-8", "replace").encode() for a in HOSTILE_ARGS]
+    assert b"\xef\xbf\xbd\xef\xbf\xbd not utf-8" in want
+    assert p.stdout == b"".join(a + b"\0" for a in want)
 
 
 @pytest.mark.runtime
@@ -1132,7 +1140,7 @@ def test_exec_pwd_contain_and_sandbox(double_env, image, tmp_path) -> None:
 @needs_runtime
 def test_run_needs_a_runscript(double_env, image, tmp_path) -> None:
     p = run("singularity", "run", str(image["sif"]), env=double_env, cwd=tmp_path)
-    assert_clean_error(p, 255, "no /.singularity.d/actions/run nor /.singularity.d/runscript")
+    assert_clean_error(p, 255, "no /.singularity.d/runscript in")
 
 
 @pytest.mark.runtime
@@ -1142,6 +1150,10 @@ def test_exec_exit_status_of_a_missing_command(double_env, image, tmp_path) -> N
         "singularity", "exec", str(image["sif"]), "/no/such/command", env=double_env, cwd=tmp_path
     )
     assert p.returncode != 0 and "Traceback" not in text(p.stderr)
+    # a name not on the container's PATH: as the real tools (both 255 with this FATAL line)
+    for prog in ("singularity", "apptainer"):
+        p = run(prog, "exec", str(image["sif"]), "nosuchcmd", env=double_env, cwd=tmp_path)
+        assert_clean_error(p, 255, 'FATAL:   "nosuchcmd": executable file not found in $PATH')
 
 
 # -------------------------------------------------------------------- runtime: enroot
@@ -1464,3 +1476,218 @@ def test_srun_passes_through_without_pyxis_options(double_env, tmp_path) -> None
         timeout=300,
     )
     assert p.returncode == 0 and text(p.stdout).startswith("on host "), text(p.stderr)
+
+
+# ------------------------------------------- what the real tools do (checked against them)
+# Oracles: real Apptainer 1.1.9/1.4.5 and SingularityCE 3.11.5 runs and their sources
+# (tests/doubles/README.md, "Versions imitated").
+
+
+@pytest.mark.parametrize("prog", ["singularity", "apptainer"])
+def test_pull_bare_name_per_flavour(double_env, tmp_path, prog):
+    p = run(prog, "pull", "x.sif", env=double_env, cwd=tmp_path)
+    # SingularityCE reads a bare name as library://; Apptainer wants a transport
+    want = "Unsupported transport type: library" if prog == "singularity" else "No transport type"
+    assert_clean_error(p, 255, want)
+
+
+def test_pull_flags_after_the_arguments_are_arguments(double_env, tmp_path):
+    p = run("apptainer", "pull", "out.sif", "docker://127.0.0.1:1/x:1", "--force", env=double_env)
+    assert_clean_error(p, 1, "accepts between 1 and 2 arg(s), received 3")
+
+
+def test_boot_is_not_a_flag(double_env, tmp_path):
+    p = run("singularity", "exec", "--boot", "img", "true", env=double_env, cwd=tmp_path)
+    assert_clean_error(p, 1, "unknown flag: --boot")
+
+
+@pytest.mark.parametrize(
+    ("value", "fields", "error"),
+    [
+        ("a,b", ["a", "b"], None),
+        ('"a,b",c', ["a,b", "c"], None),
+        ('"dq""x:/mnt"', ['dq"x:/mnt'], None),
+        ('dq"x:/mnt', None, 'column 3: bare " in non-quoted-field'),
+        ('"open', None, 'extraneous or missing " in quoted-field'),
+        ("", [""], None),
+    ],
+)
+def test_go_csv_record(value, fields, error):
+    if error:
+        with pytest.raises(ValueError, match=re.escape(error)):
+            fake_apptainer.go_csv_record(value)
+    else:
+        assert fake_apptainer.go_csv_record(value) == fields
+
+
+@pytest.mark.runtime
+@needs_runtime
+def test_singularityce_reads_bind_as_csv_apptainer_does_not(double_env, image, tmp_path):
+    data = tmp_path / 'dq"x'
+    data.mkdir()
+    (data / "f").write_text("in\n")
+    spec = f"{data}:/mnt"
+    p = run("singularity", "exec", "-B", spec, str(image["sif"]), "cat", "/mnt/f", env=double_env)
+    assert_clean_error(p, 1, 'bare " in non-quoted-field')
+    quoted = '"' + spec.replace('"', '""') + '"'
+    p = run("singularity", "exec", "-B", quoted, str(image["sif"]), "cat", "/mnt/f", env=double_env)
+    assert p.returncode == 0 and text(p.stdout) == "in\n", text(p.stderr)
+    p = run("apptainer", "exec", "-B", spec, str(image["sif"]), "cat", "/mnt/f", env=double_env)
+    assert p.returncode == 0 and text(p.stdout) == "in\n", text(p.stderr)
+
+
+@pytest.mark.runtime
+@needs_runtime
+def test_mount_binds_paths_that_b_cannot_carry(double_env, image, tmp_path):
+    data = tmp_path / 'a^b,c"d'
+    data.mkdir()
+    (data / "f").write_text("mounted\n")
+    src = '"source=' + str(data).replace('"', '""') + '"'
+    p = run(
+        "singularity",
+        "exec",
+        "--mount",
+        f"type=bind,{src},destination=/mnt",
+        str(image["sif"]),
+        "cat",
+        "/mnt/f",
+        env=double_env,
+    )
+    assert p.returncode == 0 and text(p.stdout) == "mounted\n", text(p.stderr)
+
+
+@pytest.mark.runtime
+@needs_runtime
+def test_env_is_evaluated_after_99_base_and_dropped_without_it(double_env, image, tmp_path):
+    show = 'printf "%s|" "$A" "$B" "$C"'
+    args = ["--env", "A=$HOME", "--env", "B=`echo bt`", "--env", 'C=a"b']
+    p = run("singularity", "exec", *args, str(image["sif"]), "/bin/sh", "-c", show, env=double_env)
+    assert text(p.stdout) == f'{double_env["HOME"]}|bt|a"b|', text(p.stderr)
+    # --no-eval (SingularityCE) keeps them literal
+    p = run(
+        "singularity",
+        "exec",
+        "--no-eval",
+        *args,
+        str(image["sif"]),
+        "/bin/sh",
+        "-c",
+        show,
+        env=double_env,
+    )
+    assert text(p.stdout) == '$HOME|`echo bt`|a"b|', text(p.stderr)
+    # a value ending in a backslash breaks the injection: one line, all dropped, exit 0
+    p = run(
+        "apptainer",
+        "exec",
+        "--env",
+        "A=x",
+        "--env",
+        "B=end\\",
+        str(image["sif"]),
+        "/bin/sh",
+        "-c",
+        show,
+        env=double_env,
+    )
+    assert p.returncode == 0 and text(p.stdout) == "|||"
+    assert "reached EOF without closing quote" in text(p.stderr)
+    # an image without 99-base.sh: the variables never arrive
+    bare = tmp_path / "bare"
+    shutil.copytree(image["rootfs"], bare, symlinks=True)
+    (bare / ".singularity.d/env/99-base.sh").unlink()
+    p = run("apptainer", "exec", *args, str(bare), "/bin/sh", "-c", show, env=double_env, cwd="/")
+    assert p.returncode == 0 and text(p.stdout) == "|||", text(p.stderr)
+
+
+@pytest.mark.runtime
+@needs_runtime
+def test_host_runtime_variables_and_home(double_env, image, tmp_path):
+    env = dict(double_env, SINGULARITY_FOO="s", APPTAINER_BAR="a", PLAIN="p")
+    show = 'printf "%s|" "${SINGULARITY_FOO-unset}" "${APPTAINER_BAR-unset}" "$PLAIN" "$HOME"'
+    p = run(
+        "apptainer",
+        "exec",
+        "--env",
+        "HOME=/elsewhere",
+        str(image["sif"]),
+        "/bin/sh",
+        "-c",
+        show,
+        env=env,
+    )
+    assert text(p.stdout) == f"unset|unset|p|{double_env['HOME']}|", text(p.stderr)
+    assert "Overriding HOME environment variable with APPTAINERENV_HOME is not permitted" in text(
+        p.stderr
+    )
+
+
+@pytest.mark.runtime
+@needs_runtime
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL, signal.SIGINT])
+def test_a_signal_ends_the_runtime_with_it(double_env, image, tmp_path, sig):
+    """Real Apptainer/SingularityCE: the starter dies by the same signal (143, 137, 130)."""
+    p = run(
+        "singularity",
+        "exec",
+        str(image["sif"]),
+        "/bin/sh",
+        "-c",
+        f"kill -{int(sig)} $$",
+        env=double_env,
+        cwd=tmp_path,
+    )
+    assert p.returncode == -int(sig), text(p.stderr)
+
+
+@pytest.mark.runtime
+@needs_runtime
+def test_image_src_needs_a_data_partition_or_image(double_env, image, tmp_path):
+    """A SIF without id= mounts its first data partition (the system one is not one);
+    a directory is not a data image."""
+    for src, message in ((image["sif"], "no data partition found"), (image["rootfs"], "directory")):
+        p = run(
+            "singularity",
+            "exec",
+            "-B",
+            f"{src}:/mnt:image-src=/",
+            str(image["sif"]),
+            "true",
+            env=double_env,
+            cwd=tmp_path,
+        )
+        assert_clean_error(p, 255, message)
+
+
+@pytest.mark.runtime
+@needs_runtime
+def test_rocm_warning_says_nv_on_singularityce(double_env, image, tmp_path):
+    for prog in ("singularity", "apptainer"):
+        p = run(prog, "exec", "--rocm", str(image["sif"]), "true", env=double_env, cwd=tmp_path)
+        assert p.returncode == 0
+        warned = "WARNING: Could not find any nv files on this host!" in text(p.stderr)
+        assert warned is (prog == "singularity"), text(p.stderr)  # Apptainer 1.4.5: silent
+
+
+@pytest.mark.runtime
+@needs_runtime
+def test_working_directory_rules(double_env, image, tmp_path):
+    """/opt is never bound as the working directory; a failed chdir falls back to $HOME."""
+    p = run("apptainer", "exec", str(image["sif"]), "/bin/sh", "-c", "pwd; ls", env=double_env, cwd="/opt")
+    lines = text(p.stdout).splitlines()
+    # the image's /opt (holding wd/), not the host's: cwd /opt was not bound
+    assert p.returncode == 0 and lines[0] == "/opt" and "wd" in lines[1:], text(p.stderr)
+    assert not os.path.exists("/opt/wd")
+    p = run(
+        "singularity", "exec", "--pwd", "/no/such/dir", str(image["sif"]), "/bin/sh", "-c", "pwd",
+        env=double_env, cwd=tmp_path,
+    )
+    assert p.returncode == 0 and text(p.stdout) == double_env["HOME"] + "\n", text(p.stderr)
+
+
+@pytest.mark.parametrize(
+    ("prog", "prefix"), [("singularity", "FATAL:   While checking image: "), ("apptainer", "FATAL:   ")]
+)
+def test_missing_image_message_per_flavour(double_env, tmp_path, prog, prefix):
+    p = run(prog, "exec", "/no/such/image.sif", "true", env=double_env, cwd=tmp_path)
+    assert_clean_error(p, 255, prefix + "could not open image /no/such/image.sif")

@@ -13,6 +13,5 @@ set -euo pipefail
 # shellcheck disable=SC2016
 srun apptainer exec --nv \
     -B /data:/data:ro \
-    --env '"MY_VAR=a b,c"' \
     '/shared/images/demo image.sif' \
-    python train.py --lr 3e-4 'it'\''s $HOME' $'a\x0ab' '#SBATCH -p evil'
+    bash -c 'export "${@:1:1}" && shift 1 && exec "$@"' slurmc 'MY_VAR=a b,c' python train.py --lr 3e-4 'it'\''s $HOME' $'a\x0ab' '#SBATCH -p evil'

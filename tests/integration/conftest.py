@@ -191,3 +191,34 @@ def submitted_id(result: subprocess.CompletedProcess[str]) -> str:
 def output_of(result: subprocess.CompletedProcess[str]) -> Path:
     line = next(ln for ln in result.stdout.splitlines() if ln.startswith("Output: "))
     return Path(line[len("Output: ") :])
+
+
+@dataclass(frozen=True)
+class RealApptainer:
+    """The real Apptainer (Debian unstable's 1.4.5, put in place by scripts/install-apptainer)."""
+
+    exe: str
+    #: what every call needs here: as root without CAP_SYS_RESOURCE, a user namespace
+    env: dict[str, str]
+
+    def site(self, name: str, directory: Path) -> Path:
+        """A copy of the bundled site *name* whose runtime is this real apptainer."""
+        text = (REPO / "site-configs" / f"{name}.toml").read_text()
+        text = text.replace('kind = "singularity"', 'kind = "apptainer"')
+        text = text.replace('executable = "singularity"', f'executable = "{self.exe}"')
+        assert f'executable = "{self.exe}"' in text, f"{name}.toml: no executable line to replace"
+        path = directory / f"{name}-real-apptainer.toml"
+        path.write_text(text)
+        return path
+
+
+@pytest.fixture(scope="session")
+def real_apptainer() -> RealApptainer:
+    """The real tool, never the double: fails (no skip) when it is not installed."""
+    check = subprocess.run([REPO / "scripts" / "install-apptainer", "--check"])
+    if check.returncode != 0:
+        pytest.fail("the real apptainer does not run: run scripts/install-apptainer (as root)")
+    exe = "/usr/bin/apptainer"
+    version = subprocess.run([exe, "--version"], capture_output=True, text=True).stdout
+    assert version.startswith("apptainer version 1."), version
+    return RealApptainer(exe, {"APPTAINER_USERNS": "1"})

@@ -19,7 +19,10 @@ from slurmc.sites import load_site
 
 pytestmark = pytest.mark.cluster
 
-ECHO_ARGV = "import json, sys; sys.stdout.write(json.dumps(sys.argv[1:]))"
+ECHO_ARGV_ENV = (
+    "import json, os, sys; n = int(sys.argv[1]); names = sys.argv[2 : 2 + n]; "
+    "sys.stdout.write(json.dumps(sys.argv[2 + n :] + [os.environ.get(k) for k in names]))"
+)
 # printable and whitespace characters of any script (no NUL, no lone surrogates)
 WORD = st.text(
     st.characters(blacklist_categories=["Cs", "Cc"]) | st.sampled_from("\t\n\r\x0b\x0c "),
@@ -46,11 +49,14 @@ def step_runner(site_name: str, image: Path, tmp_path: Path, job_id: str, extra_
     env = {**os.environ, **(extra_env or {})}
     site = load_site(site_name, env)
 
-    def run(words: list[str]) -> list[str]:
+    def run(words: list[str], variables: tuple[str, ...] = ()) -> list[str]:
+        """The words as the command sees them (then the values of *variables*: NAME=VALUE)."""
+        names = [v.partition("=")[0] for v in variables]
         req = JobRequest(
             image=str(image),
-            command=("python3", "-c", ECHO_ARGV, *words),
+            command=("python3", "-c", ECHO_ARGV_ENV, str(len(names)), *names, *words),
             resources={"account": "project_465000001"},
+            env=variables,
             interactive=True,
         )
         job = plan(req, site, env, str(tmp_path))
@@ -82,6 +88,20 @@ def test_any_argv_arrives_unchanged_singularity_double(
 ):
     run = step_runner("lumi", images.lumi_sif, tmp_path_factory.getbasetemp(), allocation)
     assert run(words) == words
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
+@given(words=st.lists(WORD, max_size=4), values=st.lists(WORD, max_size=4))
+def test_any_argv_and_env_value_arrive_unchanged_real_apptainer(
+    words, values, allocation, images, real_apptainer, lumi_host_paths, tmp_path_factory
+):
+    """Through the REAL Apptainer 1.4.5: words and --env values (given to slurmc's inner
+    wrapper as arguments; Apptainer's own --env would evaluate and CSV-mangle them)."""
+    base = tmp_path_factory.getbasetemp()
+    site = real_apptainer.site("lumi", base)
+    run = step_runner(str(site), images.lumi_sif, base, allocation, real_apptainer.env)
+    variables = tuple(f"V{i}={v}" for i, v in enumerate(values))
+    assert run(words, variables) == words + values
 
 
 def test_hostile_words_arrive_unchanged(allocation, images, tmp_path, hostile):

@@ -1,8 +1,9 @@
 """The lumi, determined and nvidia-pyxis sites' scripts, really run under Slurm.
 
-Apptainer/Singularity, Enroot and Pyxis cannot be installed here: their test
-doubles (tests/doubles) accept the real tools' grammar and execute through
-Charliecloud, so these jobs go sbatch -> srun -> double -> ch-run -> container.
+Every test here runs a DOUBLE (tests/doubles): SingularityCE (LUMI's runtime), Enroot
+and Pyxis cannot be installed here, so their doubles accept the real tools' grammar and
+execute through Charliecloud: sbatch -> srun -> double -> ch-run -> container. The same
+lumi and determined jobs run through the real Apptainer in test_real_apptainer.py.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ pytestmark = pytest.mark.cluster
 DET_REF = "determinedai/environments:rocm-5.0-pytorch-1.10-tf-2.7-rocm-2b7e2a1"
 
 
-def test_lumi_job_through_singularity(cluster, images, doubles, lumi_host_paths, tmp_path):
+def test_lumi_job_through_the_singularityce_double(
+    cluster, images, doubles, lumi_host_paths, tmp_path
+):
     r = slurmc(
         "run",
         "--site",
@@ -50,7 +53,7 @@ def test_lumi_job_through_singularity(cluster, images, doubles, lumi_host_paths,
     assert argv[:2] == ["exec", "--rocm"] and "-B" in argv
 
 
-def test_determined_job_from_singularity_image_root(cluster, images, doubles, tmp_path):
+def test_determined_job_from_singularity_image_root_double(cluster, images, doubles, tmp_path):
     root = tmp_path / "singularity_image_root"
     (root / "determinedai").mkdir(parents=True)
     os.symlink(images.plain_sif, root / DET_REF)  # as manage-singularity-cache names it
@@ -79,7 +82,7 @@ def test_determined_job_from_singularity_image_root(cluster, images, doubles, tm
     assert str(root / DET_REF) in call["argv"]
 
 
-def test_nvidia_pyxis_job_through_srun_container_image(cluster, images, doubles, tmp_path):
+def test_nvidia_pyxis_job_through_srun_container_image_double(cluster, images, doubles, tmp_path):
     root = tmp_path / "enroot"
     (root / "slurmc").mkdir(parents=True)
     os.symlink(images.plain_sqfs, root / "slurmc" / "test:plain.sqsh")
@@ -113,7 +116,9 @@ def test_nvidia_pyxis_job_through_srun_container_image(cluster, images, doubles,
     )
 
 
-def test_wrong_runtime_flag_fails_like_the_real_tool(cluster, images, doubles, tmp_path: Path):
+def test_wrong_runtime_flag_fails_like_the_real_tool_double(
+    cluster, images, doubles, tmp_path: Path
+):
     """The double rejects what the real tool rejects: a site override with a bad flag fails."""
     site = tmp_path / "bad.toml"
     site.write_text('[runtime]\nkind = "singularity"\n[container]\nbinds = ["/nonexistent-src"]\n')

@@ -5,7 +5,8 @@ $WITH_CONDA, Debian's python3.11 with ensurepip), from a wheel made here and
 installed with ``pip --no-index`` (no network inside a job or a build), packed with
 mksquashfs, then mounted at /user-software by a job: through the Singularity
 double (``-B venv.sqsh:/user-software:image-src=/``) on the lumi site, and as an
-unpacked directory through ch-run on the devcluster site.
+unpacked directory through ch-run on the devcluster site. The same through the real
+Apptainer: test_real_apptainer.py.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def build_leftovers(name: str) -> list[str]:
     return glob.glob(os.path.join(tempfile.gettempdir(), f".{name}.build.*"))
 
 
-def test_lumi_venv_is_imported_by_a_job_through_singularity(
+def test_lumi_venv_is_imported_by_a_job_through_the_singularityce_double(
     cluster, images, doubles, lumi_host_paths, wheels, data_env, tmp_path
 ):
     name = f"probe-{uuid.uuid4().hex[:6]}"
