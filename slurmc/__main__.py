@@ -34,9 +34,9 @@ def _fast_path(argv: list[str]) -> bool:
 def main() -> None:
     if _fast_path(sys.argv[1:]):
         return
-    from .cli import app
+    from .cli import main as cli_main
 
-    app()
+    cli_main(sys.argv[1:])
 
 
 if __name__ == "__main__":

@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
+from typing import Any
 
 import typer
 
-from . import cli_cache, cli_info, cli_inspect, cli_jobs, cli_shell, cli_venv
 from .cli_common import (
     SUGGEST_COMMANDS,
     command_after_image,
     handle_errors,
+    notify,
     prepared_job,
     print_json,
     refuse_gpus,
 )
 from .errors import SlurmcError
 
-app = typer.Typer(
+_app = typer.Typer(
     suggest_commands=SUGGEST_COMMANDS,
     name="slurmc",
     help="Run containerized jobs on Slurm clusters.",
@@ -32,13 +34,48 @@ site_app = typer.Typer(
     help="Inspect and check site configurations.",
     no_args_is_help=True,
 )
-app.add_typer(site_app, name="site")
-cli_cache.register(app)
-cli_inspect.register(app)
-cli_shell.register(app)
-cli_venv.register(app)
-cli_jobs.register(app)
-cli_info.register(app)
+_app.add_typer(site_app, name="site")
+
+#: The commands other modules add, and which module adds each. Only the module of the
+#: command being run is imported (`slurmc cache ls` does not import the jobs or venv
+#: commands, `slurmc run` none of them); help, completion and typos get all of them.
+GROUPS = {
+    "cache": "cli_cache",
+    "images": "cli_cache",
+    "inspect": "cli_inspect",
+    "shell": "cli_shell",
+    "build": "cli_venv",
+    "venv": "cli_venv",
+    "jobs": "cli_jobs",
+    "info": "cli_info",
+}
+_ORDER = ("cli_cache", "cli_inspect", "cli_shell", "cli_venv", "cli_jobs", "cli_info")
+_registered: set[str] = set()
+
+
+def load(command: str | None = None) -> typer.Typer:
+    """The app with the module of *command* registered (all modules for None, an
+    option, or a name that is not a command: they need the whole command list)."""
+    wanted = (
+        (GROUPS[command],) if command in GROUPS else () if command in ("run", "site") else _ORDER
+    )
+    for name in _ORDER:  # always in this order, so help lists commands the same way
+        if name in wanted and name not in _registered:
+            importlib.import_module(f"{__package__}.{name}").register(_app)
+            _registered.add(name)
+    return _app
+
+
+def main(argv: list[str]) -> None:
+    """The console script: register what *argv* needs, then let Typer run it."""
+    load(argv[0] if argv and not argv[0].startswith("-") else None)
+    _app()
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":  # `from slurmc.cli import app`: the whole app (tests, tools)
+        return load()
+    raise AttributeError(name)
 
 
 def _version(value: bool) -> None:
@@ -49,7 +86,7 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
+@_app.callback()
 def main_options(
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
@@ -58,7 +95,7 @@ def main_options(
     """Run containerized jobs on Slurm clusters."""
 
 
-@app.command(
+@_app.command(
     # Everything after IMAGE is the command, options included (as with srun,
     # `apptainer exec` and `docker run`): slurmc's own options come before IMAGE.
     context_settings={"allow_interspersed_args": False},
@@ -161,7 +198,7 @@ def run(
         return
     if interactive:
         raise typer.Exit(launch.run_interactive(job, environ, os.getcwd()))
-    result = launch.submit(job, environ, os.getcwd(), notify=cli_cache._notify)
+    result = launch.submit(job, environ, os.getcwd(), notify=notify)
     for warning in result.warnings:
         typer.echo(f"slurmc: warning: {warning}", err=True)
     if parsable:

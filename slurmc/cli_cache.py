@@ -9,7 +9,14 @@ from typing import Any
 
 import typer
 
-from .cli_common import SUGGEST_COMMANDS, handle_errors, print_json
+from .cli_common import (
+    SUGGEST_COMMANDS,
+    handle_errors,
+    human_size,
+    notify,
+    print_json,
+    progress_ticker,
+)
 
 cache_app = typer.Typer(
     suggest_commands=SUGGEST_COMMANDS, help="Manage the shared image cache.", no_args_is_help=True
@@ -35,38 +42,12 @@ def _writable_root(roots: Any) -> str:
     return str(roots.writable())
 
 
-def _human(n: float) -> str:
-    for unit in ("B", "K", "M", "G", "T"):
-        if n < 1024 or unit == "T":
-            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
-        n /= 1024
-    return f"{n}"
-
-
 def _age(seconds: float) -> str:
     if seconds < 3600:
         return f"{seconds / 60:.0f}m"
     if seconds < 86400:
         return f"{seconds / 3600:.0f}h"
     return f"{seconds / 86400:.0f}d"
-
-
-def _notify(msg: str) -> None:
-    if sys.stderr.isatty():
-        sys.stderr.write("\r\033[K")
-    typer.echo(msg, err=True)
-
-
-def progress_ticker() -> Any:
-    """A one-line progress display on a terminal; nothing when stderr is not a terminal."""
-    if not sys.stderr.isatty():
-        return None
-
-    def tick(elapsed: float, nbytes: int) -> None:
-        sys.stderr.write(f"\r\033[K  {elapsed:5.0f} s  {_human(nbytes)} written")
-        sys.stderr.flush()
-
-    return tick
 
 
 @cache_app.command("ls")
@@ -94,7 +75,7 @@ def cache_ls(
     for e in found:
         d = e.as_dict(now)
         typer.echo(
-            f"{d['reference']:<60} {_human(e.size):>8} {_age(now - e.mtime):>5} "
+            f"{d['reference']:<60} {human_size(e.size):>8} {_age(now - e.mtime):>5} "
             f"{_age(now - max(e.atime, e.mtime)):>5}"
         )
 
@@ -136,14 +117,14 @@ def cache_pull(
             _writable_root(roots),
             options,
             env,
-            notify=_notify,
+            notify=notify,
             ticker=progress_ticker(),
         )
     if runtime.name == "enroot" and create:
         from .cache.manage import enroot_create
 
         name, made = enroot_create(s.executable, ref, path, env)
-        _notify(f"enroot container {name} {'created' if made else 'already exists'}")
+        notify(f"enroot container {name} {'created' if made else 'already exists'}")
     typer.echo(path)
 
 
@@ -195,14 +176,14 @@ def cache_prune(
     plan = plan_prune(entries(roots.caches, runtime), max_size=budget, older_than_days=older_than)
     leftovers = stale_leftovers(roots.caches)
     for e in plan.remove:
-        typer.echo(f"{'would remove' if dry_run else 'removing'} {e.path} ({_human(e.size)})")
+        typer.echo(f"{'would remove' if dry_run else 'removing'} {e.path} ({human_size(e.size)})")
         if not dry_run:
             os.unlink(e.path)
     for path in leftovers:
         typer.echo(f"{'would clean' if dry_run else 'cleaning'} {path}")
     if not dry_run:
         clean(leftovers)
-    typer.echo(f"kept {_human(plan.keep_bytes)}")
+    typer.echo(f"kept {human_size(plan.keep_bytes)}")
 
 
 @cache_app.command("verify")

@@ -26,6 +26,34 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 SUGGEST_COMMANDS = not hasattr(click.exceptions, "NoSuchCommand")
 
 
+def human_size(n: float) -> str:
+    """Bytes as people read them: 512B, 1.5K, 20.3M, 2.1G."""
+    for unit in ("B", "K", "M", "G", "T"):
+        if n < 1024 or unit == "T":
+            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
+        n /= 1024
+    return f"{n}"
+
+
+def notify(msg: str) -> None:
+    """A progress line on stderr (clearing a progress display on a terminal first)."""
+    if sys.stderr.isatty():
+        sys.stderr.write("\r\033[K")
+    typer.echo(msg, err=True)
+
+
+def progress_ticker() -> Any:
+    """A one-line progress display on a terminal; nothing when stderr is not a terminal."""
+    if not sys.stderr.isatty():
+        return None
+
+    def tick(elapsed: float, nbytes: int) -> None:
+        sys.stderr.write(f"\r\033[K  {elapsed:5.0f} s  {human_size(nbytes)} written")
+        sys.stderr.flush()
+
+    return tick
+
+
 def print_json(value: Any) -> None:
     """Every --json document slurmc prints: one indentation (2), a final newline."""
     import json
@@ -52,13 +80,12 @@ def prepared_job(request: Any, site: str | None, *, dry_run: bool = False) -> tu
     """Plan a job, pull its image and unpack its venv (unless dry run), decide conda
     activation, and print the job's notes: the steps `run` and `shell` share."""
     from . import launch
-    from .cli_cache import _notify, progress_ticker
 
     environ = dict(os.environ)
     cwd = os.getcwd()
     job = launch.plan_for_site(request, site, environ, cwd)
     if not dry_run:
-        job = launch.ensure_image(job, environ, notify=_notify, ticker=progress_ticker())
+        job = launch.ensure_image(job, environ, notify=notify, ticker=progress_ticker())
         job = launch.ensure_venv(
             job, environ, cwd, warn=lambda w: typer.echo(f"slurmc: warning: {w}", err=True)
         )

@@ -13,25 +13,13 @@ import time
 
 import typer
 
-from .cli_common import SUGGEST_COMMANDS, handle_errors
+from .cli_common import SUGGEST_COMMANDS, handle_errors, human_size, notify
 
 venv_app = typer.Typer(
     suggest_commands=SUGGEST_COMMANDS,
     help="Python venvs on top of an image, mounted at /user-software in jobs.",
     no_args_is_help=True,
 )
-
-
-def _notify(msg: str) -> None:
-    typer.echo(msg, err=True)
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "K", "M", "G", "T"):
-        if n < 1024 or unit == "T":
-            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
-        n /= 1024
-    return f"{n}"
 
 
 @venv_app.command(
@@ -100,10 +88,10 @@ def venv_create(
         verbose=verbose,
     )
     t0 = time.monotonic()
-    venv = venvs.create(req, dict(os.environ), os.getcwd(), notify=_notify)
+    venv = venvs.create(req, dict(os.environ), os.getcwd(), notify=notify)
     count = len(venv.meta.get("installed", []))
     typer.echo(
-        f"Created venv {venv.name}: {venv.path} ({_human(venv.size)}, "
+        f"Created venv {venv.name}: {venv.path} ({human_size(venv.size)}, "
         f"{count} packages, {time.monotonic() - t0:.1f} s)"
     )
     typer.echo(f"Use it: slurmc run --venv {venv.name} {image} -- python ...")
@@ -123,7 +111,7 @@ def venv_ls(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -
         typer.echo(f"no venvs in {venvs.store_dir(dict(os.environ))}")
         return
     rows = [
-        [v.name, v.base_image or "-", _human(v.size), str(v.meta.get("created") or "-")]
+        [v.name, v.base_image or "-", human_size(v.size), str(v.meta.get("created") or "-")]
         for v in found
     ]
     header = ["NAME", "BASE IMAGE", "SIZE", "CREATED"]
@@ -169,7 +157,7 @@ def build_command(
         force=force,
         env=dict(os.environ),
         cwd=os.getcwd(),
-        notify=_notify,
+        notify=notify,
     )
     typer.echo(f"Built {path}")
 

@@ -51,3 +51,45 @@ def test_narrow_terminal_falls_back_to_typer():
         env={**os.environ, "COLUMNS": "60"},
     )
     assert r.returncode == 0 and "Usage:" in r.stdout
+
+
+def _every_command() -> list[str]:
+    import typer.main
+
+    return sorted(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
+
+
+def test_every_command_has_a_home_for_lazy_loading():
+    """A command added to the app but not to GROUPS would vanish from `slurmc NAME`."""
+    from slurmc.cli import GROUPS
+
+    assert set(_every_command()) == {*GROUPS, "run", "site"}
+
+
+def test_each_command_alone_is_the_same_command():
+    """`slurmc NAME ...` registers only NAME's module: its help (options, arguments,
+    subcommands) is what the whole app says, and no other command module is imported."""
+    from slurmc.cli import GROUPS
+
+    env = {**os.environ, "COLUMNS": "100"}
+    whole = "import sys; sys.argv[0] = 'slurmc'; from slurmc.cli import app; app()"
+    for name in _every_command():
+        full = subprocess.run(
+            [sys.executable, "-c", whole, name, "--help"], capture_output=True, text=True, env=env
+        )
+        code = (
+            "import sys; sys.argv = ['slurmc', *sys.argv[1:]]\n"
+            "from slurmc.__main__ import main\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "mods = sorted(m for m in sys.modules if m.startswith('slurmc.cli_'))\n"
+            "mods = [m for m in mods if m != 'slurmc.cli_common']\n"
+            "print('MODULES', mods, file=sys.stderr)\n"
+        )
+        r = subprocess.run(
+            [sys.executable, "-c", code, name, "--help"], capture_output=True, text=True, env=env
+        )
+        assert full.returncode == 0 and full.stdout.startswith("Usage: slurmc"), full.stderr
+        assert r.stdout == full.stdout, name
+        loaded = r.stderr.rsplit("MODULES ", 1)[1].strip()
+        expected = [f"slurmc.{GROUPS[name]}"] if name in GROUPS else []
+        assert loaded == repr(expected), (name, loaded)
