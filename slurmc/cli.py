@@ -11,12 +11,14 @@ import typer
 
 from .cli_common import (
     SUGGEST_COMMANDS,
-    command_after_image,
+    ImageFirstCommand,
     handle_errors,
+    image_and_command,
     notify,
     prepared_job,
     print_json,
     refuse_gpus,
+    with_project,
 )
 from .errors import SlurmcError
 
@@ -100,11 +102,14 @@ def main_options(
     # `apptainer exec` and `docker run`): slurmc's own options come before IMAGE.
     context_settings={"allow_interspersed_args": False},
     no_args_is_help=True,
+    cls=ImageFirstCommand,
 )
 @handle_errors
 def run(
     image: str = typer.Argument(
-        ..., help="Image: a registry reference (ns/repo:tag), a .sif/.sqsh/.sqfs file, or a URI."
+        None,
+        help="Image: a registry reference (ns/repo:tag), a .sif/.sqsh/.sqfs file, or a URI "
+        "(else the project's slurmc.toml, else the site's default image: then start with --).",
     ),
     command: list[str] = typer.Argument(
         None, help="The command to run: every word after IMAGE (an optional `--` first)."
@@ -155,35 +160,58 @@ def run(
     from . import launch
 
     refuse_gpus(gpus)
-    command = command_after_image(command)
-
+    image_given, command = image_and_command(image, command)
+    given = {
+        "site": site,
+        "image": image_given,
+        "partition": partition,
+        "account": account,
+        "nodes": nodes,
+        "ntasks-per-node": ntasks_per_node,
+        "cpus-per-task": cpus_per_task,
+        "gpus-per-node": gpus_per_node,
+        "mem": mem,
+        "time": time,
+        "job-name": job_name,
+        "output": output,
+        "error": error,
+        "comment": comment,
+        "sbatch-arg": tuple(sbatch_arg or ()),
+        "bind": tuple(bind or ()),
+        "env": tuple(env or ()),
+        "conda": conda,
+        "venv": venv,
+        "cache-dir": tuple(cache_dir or ()),
+        "catalog": tuple(catalog or ()),
+    }
+    o, note = with_project(given, os.getcwd())
     request = launch.JobRequest(
-        image=image,
-        command=tuple(command or ()),
+        image=o["image"] or "",
+        command=tuple(command),
         resources={
-            "partition": partition,
-            "account": account,
-            "nodes": nodes,
-            "ntasks_per_node": ntasks_per_node,
-            "cpus_per_task": cpus_per_task,
-            "gpus_per_node": gpus_per_node,
-            "mem": mem,
-            "time": time,
-            "job_name": job_name,
-            "output": output,
-            "error": error,
+            "partition": o["partition"],
+            "account": o["account"],
+            "nodes": o["nodes"],
+            "ntasks_per_node": o["ntasks-per-node"],
+            "cpus_per_task": o["cpus-per-task"],
+            "gpus_per_node": o["gpus-per-node"],
+            "mem": o["mem"],
+            "time": o["time"],
+            "job_name": o["job-name"],
+            "output": o["output"],
+            "error": o["error"],
             "array": array,
             "dependency": dependency,
-            "comment": comment,
+            "comment": o["comment"],
         },
-        extra=tuple(sbatch_arg or ()),
-        binds=tuple(bind or ()),
-        env=tuple(env or ()),
-        conda=None if conda is None else ("with_conda" if conda else "none"),
-        cache_dirs=tuple(cache_dir or ()),
-        catalogs=tuple(catalog or ()),
+        extra=o["sbatch-arg"],
+        binds=o["bind"],
+        env=o["env"],
+        conda=None if o["conda"] is None else ("with_conda" if o["conda"] else "none"),
+        cache_dirs=o["cache-dir"],
+        catalogs=o["catalog"],
         interactive=interactive,
-        venv=venv,
+        venv=o["venv"],
     )
     if wait and (dry_run or interactive or array):
         from .errors import ValidationError
@@ -191,7 +219,7 @@ def run(
         raise ValidationError(
             "--wait follows one batch job: not with --dry-run, --interactive or --array"
         )
-    job, environ = prepared_job(request, site, dry_run=dry_run)
+    job, environ = prepared_job(request, o["site"], dry_run=dry_run, note=note)
     if dry_run:
         text = launch.render_step(job) if interactive else launch.render_batch(job)
         sys.stdout.write(text)

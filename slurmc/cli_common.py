@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import click
 import typer
+from typer.core import TyperCommand
 
 from .errors import SlurmcError
 
@@ -76,14 +77,21 @@ def handle_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def prepared_job(request: Any, site: str | None, *, dry_run: bool = False) -> tuple[Any, Any]:
+def prepared_job(
+    request: Any, site: str | None, *, dry_run: bool = False, note: str | None = None
+) -> tuple[Any, Any]:
     """Plan a job, pull its image and unpack its venv (unless dry run), decide conda
-    activation, and print the job's notes: the steps `run` and `shell` share."""
+    activation, and print the job's notes: the steps `run` and `shell` share. *note*
+    (which project file supplied which values) goes first among them."""
+    from dataclasses import replace
+
     from . import launch
 
     environ = dict(os.environ)
     cwd = os.getcwd()
     job = launch.plan_for_site(request, site, environ, cwd)
+    if note:
+        job = replace(job, notes=(note, *job.notes))
     if not dry_run:
         job = launch.ensure_image(job, environ, notify=notify, ticker=progress_ticker())
         job = launch.ensure_venv(
@@ -126,3 +134,65 @@ def refuse_gpus(value: str | None) -> None:
         f"--gpus: slurmc asks for GPUs per node: --gpus-per-node {value}; "
         f"for sbatch's own total use --sbatch-arg=--gpus={value}"
     )
+
+
+class ImageFirstCommand(TyperCommand):
+    """A command whose first word is IMAGE, unless a ``--`` comes before any word.
+
+    ``slurmc run -- python train.py`` gives no IMAGE (the project's, or the site's
+    default, is used) while ``slurmc run IMAGE python train.py`` does. Click drops that
+    ``--`` before the command sees its words, so note here whether it came first."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        takes_value = {
+            name
+            for p in self.params
+            if isinstance(p, click.Option) and not p.is_flag and not p.count
+            for name in (*p.opts, *p.secondary_opts)
+        }
+        i, dashdash = 0, False
+        while i < len(args):
+            word = args[i]
+            if word == "--":
+                dashdash = True
+                break
+            if not word.startswith("-") or word == "-":
+                break
+            i += 2 if word in takes_value else 1
+        ctx.meta["slurmc.no_image"] = dashdash
+        return super().parse_args(ctx, args)
+
+
+def image_and_command(image: str | None, words: list[str] | None) -> tuple[str | None, list[str]]:
+    """IMAGE and COMMAND from the positional words (see :class:`ImageFirstCommand`)."""
+    every = ([image] if image is not None else []) + list(words or ())
+    if click.get_current_context().meta.get("slurmc.no_image"):
+        return None, every
+    if not every:
+        return None, []
+    return every[0], command_after_image(every[1:])
+
+
+def with_project(cli: dict[str, Any], cwd: str) -> tuple[dict[str, Any], str | None]:
+    """slurmc run's options, keyed as the project file's keys, completed from the
+    project's file: the command line wins. Returns them and a note naming the file and
+    the values it supplied (None when it supplied nothing)."""
+    from .project import KEYS, project_defaults
+
+    project = project_defaults(cwd, os.environ)
+    merged = dict(cli)
+    used = []
+    for key in KEYS:
+        if key not in cli or project.get(key) is None:
+            continue
+        if key == "env":
+            given = {item.split("=", 1)[0] for item in cli.get("env") or ()}
+            extra = tuple(e for e in project.get("env") if e.split("=", 1)[0] not in given)
+            if extra:
+                merged["env"] = (*extra, *(cli.get("env") or ()))
+                used.append("env")
+        elif cli[key] is None or cli[key] == () or cli[key] == []:
+            merged[key] = project.get(key)
+            used.append(key)
+    note = f"from {project.file}: {', '.join(used)}" if used else None
+    return merged, note

@@ -6,12 +6,14 @@ import os
 
 import typer
 
-from .cli_common import handle_errors, prepared_job, refuse_gpus
+from .cli_common import handle_errors, prepared_job, refuse_gpus, with_project
 
 
 @handle_errors
 def shell(
-    image: str = typer.Argument(..., help="Image: reference, file, or catalog:PACKAGE."),
+    image: str = typer.Argument(
+        None, help="Image: reference, file, or catalog:PACKAGE (else the project's slurmc.toml)."
+    ),
     site: str = typer.Option(None, "--site", help="Site name or site file (else $SLURMC_SITE)."),
     partition: str = typer.Option(None, "--partition", "-p"),
     account: str = typer.Option(None, "--account", "-A"),
@@ -38,31 +40,50 @@ def shell(
     refuse_gpus(gpus)
     from . import launch
 
+    given = {
+        "site": site,
+        "image": image,
+        "partition": partition,
+        "account": account,
+        "cpus-per-task": cpus_per_task,
+        "gpus-per-node": gpus_per_node,
+        "mem": mem,
+        "time": time,
+        "job-name": job_name,
+        "sbatch-arg": tuple(sbatch_arg or ()),
+        "bind": tuple(bind or ()),
+        "env": tuple(env or ()),
+        "conda": conda,
+        "venv": venv,
+        "cache-dir": tuple(cache_dir or ()),
+        "catalog": tuple(catalog or ()),
+    }
+    o, note = with_project(given, os.getcwd())
     request = launch.JobRequest(
-        image=image,
+        image=o["image"] or "",
         command=(shell_cmd,),
         resources={
-            "partition": partition,
-            "account": account,
-            "cpus_per_task": cpus_per_task,
-            "gpus_per_node": gpus_per_node,
-            "mem": mem,
-            "time": time,
-            "job_name": job_name or "slurmc-shell",
+            "partition": o["partition"],
+            "account": o["account"],
+            "cpus_per_task": o["cpus-per-task"],
+            "gpus_per_node": o["gpus-per-node"],
+            "mem": o["mem"],
+            "time": o["time"],
+            "job_name": o["job-name"] or "slurmc-shell",
         },
-        extra=tuple(sbatch_arg or ()),
-        binds=tuple(bind or ()),
-        env=tuple(env or ()),
-        conda=None if conda is None else ("with_conda" if conda else "none"),
-        cache_dirs=tuple(cache_dir or ()),
-        catalogs=tuple(catalog or ()),
+        extra=o["sbatch-arg"],
+        binds=o["bind"],
+        env=o["env"],
+        conda=None if o["conda"] is None else ("with_conda" if o["conda"] else "none"),
+        cache_dirs=o["cache-dir"],
+        catalogs=o["catalog"],
         interactive=True,
         pty=True,
-        venv=venv,
+        venv=o["venv"],
     )
-    job, environ = prepared_job(request, site)
+    job, environ = prepared_job(request, o["site"], note=note)
     raise typer.Exit(launch.run_interactive(job, environ, os.getcwd()))
 
 
 def register(app: typer.Typer) -> None:
-    app.command("shell", no_args_is_help=True)(shell)
+    app.command("shell")(shell)

@@ -223,6 +223,25 @@ def _parse_env(items: tuple[str, ...]) -> list[tuple[str, str]]:
     return out
 
 
+#: the site default image for a partition's GPU vendor (the seed's task_container_defaults)
+DEFAULT_IMAGE_KIND = {"none": "cpu", "nvidia": "cuda", "amd": "rocm"}
+
+
+def _image_or_site_default(image: str, site: Site, partition: Partition) -> tuple[str, str]:
+    """The image asked for, else the site's default for the partition's GPUs, and a note."""
+    if image:
+        return image, ""
+    kind = DEFAULT_IMAGE_KIND.get(partition.gpu_vendor, "cpu")
+    ref = site.default_images.get(kind)
+    if not ref:
+        raise ValidationError(
+            f"no IMAGE given, and site {site.name} has no default {kind} image "
+            f"([images.defaults] {kind}); give IMAGE, or set image in the project's slurmc.toml"
+        )
+    where = partition.name or "the default partition"
+    return ref, f"no IMAGE given: the site's default {kind} image for {where}, {ref}"
+
+
 def _check_gpus_fit(site: Site, partition: Partition, resources: Resources) -> None:
     """GPUs asked of a partition the site file says has none: refuse, naming the ones
     that have GPUs (a partition the site file does not list is taken as it is)."""
@@ -283,7 +302,7 @@ def template_path(site: Site, env: Mapping[str, str]) -> tuple[str, ...]:
 def plan(request: JobRequest, site: Site, env: Mapping[str, str], cwd: str) -> Job:
     """Validate and resolve everything a job needs; raise before anything runs."""
     if not request.command:
-        raise ValidationError("no command given; put it after `--`, e.g. -- python train.py")
+        raise ValidationError("no command given; put it after IMAGE, e.g. IMAGE python train.py")
     runtime = get_runtime(site.runtime)
 
     given = dict(request.resources)
@@ -317,7 +336,8 @@ def plan(request: JobRequest, site: Site, env: Mapping[str, str], cwd: str) -> J
                 "name another way (e.g. in a file)"
             )
 
-    spec = parse_image(request.image)
+    image_text, image_note = _image_or_site_default(request.image, site, partition)
+    spec = parse_image(image_text)
     roots = Roots()
     if spec.kind in ("ref", "catalog"):  # expand the site's roots only when they are needed
         roots = site_roots(site, env, request.cache_dirs, request.catalogs)
@@ -348,6 +368,8 @@ def plan(request: JobRequest, site: Site, env: Mapping[str, str], cwd: str) -> J
             )
     conda = request.conda or site.conda
     cpu_bind, notes = _gpu_binding(partition, resources, request.extra)
+    if image_note:
+        notes = (image_note, *notes)
     return Job(
         site=site,
         runtime=runtime,
