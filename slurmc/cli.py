@@ -9,6 +9,7 @@ from typing import Any
 
 import typer
 
+from . import completion
 from .cli_common import (
     SUGGEST_COMMANDS,
     ImageFirstCommand,
@@ -68,9 +69,20 @@ def load(command: str | None = None) -> typer.Typer:
     return _app
 
 
+COMPLETE_VAR = "_SLURMC_COMPLETE"
+
+
 def main(argv: list[str]) -> None:
     """The console script: register what *argv* needs, then let Typer run it."""
-    load(argv[0] if argv and not argv[0].startswith("-") else None)
+    instruction = os.environ.get(COMPLETE_VAR)
+    if instruction:  # shell completion (slurmc.completion): every command
+        # Click's scripts say SHELL_ACTION (bash_complete), Typer reads ACTION_SHELL
+        shell, _, action = instruction.partition("_")
+        if shell in ("bash", "zsh", "fish"):
+            os.environ[COMPLETE_VAR] = f"{action}_{shell}"
+        load(None)
+    else:
+        load(argv[0] if argv and not argv[0].startswith("-") else None)
     _app()
 
 
@@ -108,14 +120,20 @@ def main_options(
 def run(
     image: str = typer.Argument(
         None,
+        autocompletion=completion.images,
         help="Image: a registry reference (ns/repo:tag), a .sif/.sqsh/.sqfs file, or a URI "
         "(else the project's slurmc.toml, else the site's default image: then start with --).",
     ),
     command: list[str] = typer.Argument(
         None, help="The command to run: every word after IMAGE (an optional `--` first)."
     ),
-    site: str = typer.Option(None, "--site", help="Site name or site file (else $SLURMC_SITE)."),
-    partition: str = typer.Option(None, "--partition", "-p"),
+    site: str = typer.Option(
+        None,
+        "--site",
+        help="Site name or site file (else $SLURMC_SITE).",
+        autocompletion=completion.sites,
+    ),
+    partition: str = typer.Option(None, "--partition", "-p", autocompletion=completion.partitions),
     account: str = typer.Option(None, "--account", "-A"),
     nodes: str = typer.Option(None, "--nodes", "-N"),
     ntasks_per_node: str = typer.Option(None, "--ntasks-per-node"),
@@ -139,7 +157,10 @@ def run(
         None, "--conda/--no-conda", help="Force $WITH_CONDA activation on or off."
     ),
     venv: str = typer.Option(
-        None, "--venv", help="A venv (slurmc venv create) or .sqsh file, at /user-software."
+        None,
+        "--venv",
+        help="A venv (slurmc venv create) or .sqsh file, at /user-software.",
+        autocompletion=completion.venvs,
     ),
     cache_dir: list[str] = typer.Option(
         None, "--cache-dir", help="Image cache root, instead of the site's ($SLURMC_CACHE_DIR)."
@@ -271,7 +292,9 @@ def site_list(
 @site_app.command("show")
 @handle_errors
 def site_show(
-    name: str = typer.Argument(None, help="Site name or file (default: resolved)."),
+    name: str = typer.Argument(
+        None, help="Site name or file (default: resolved).", autocompletion=completion.sites
+    ),
     as_json: bool = typer.Option(False, "--json", help="One JSON document."),
 ) -> None:
     """Show a site's settings, as slurmc reads them."""

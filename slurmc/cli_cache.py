@@ -9,6 +9,7 @@ from typing import Any
 
 import typer
 
+from . import completion
 from .cli_common import (
     SUGGEST_COMMANDS,
     handle_errors,
@@ -22,7 +23,12 @@ cache_app = typer.Typer(
     suggest_commands=SUGGEST_COMMANDS, help="Manage the shared image cache.", no_args_is_help=True
 )
 
-SITE = typer.Option(None, "--site", help="Site name or file (else $SLURMC_SITE).")
+SITE = typer.Option(
+    None,
+    "--site",
+    help="Site name or file (else $SLURMC_SITE).",
+    autocompletion=completion.sites,
+)
 CACHE_DIR = typer.Option(None, "--cache-dir", help="Cache root, instead of the site's.")
 CATALOG = typer.Option(None, "--catalog", help="Catalog directory, instead of the site's.")
 

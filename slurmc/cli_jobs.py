@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from . import completion
 from .cli_common import SUGGEST_COMMANDS, handle_errors
 
 if TYPE_CHECKING:
@@ -30,7 +31,9 @@ jobs_app = typer.Typer(
     invoke_without_command=True,
 )
 
-JOB_ID = typer.Argument(..., help="A job id, as `slurmc run` printed it.")
+JOB_ID = typer.Argument(
+    ..., help="A job id, as `slurmc run` printed it.", autocompletion=completion.job_ids
+)
 CLUSTER = typer.Option(None, "--cluster", help="The cluster, when the id was used on several.")
 
 

@@ -6,16 +6,24 @@ import os
 
 import typer
 
+from . import completion
 from .cli_common import handle_errors, prepared_job, refuse_gpus, with_project
 
 
 @handle_errors
 def shell(
     image: str = typer.Argument(
-        None, help="Image: reference, file, or catalog:PACKAGE (else the project's slurmc.toml)."
+        None,
+        autocompletion=completion.images,
+        help="Image: reference, file, or catalog:PACKAGE (else the project's slurmc.toml).",
     ),
-    site: str = typer.Option(None, "--site", help="Site name or site file (else $SLURMC_SITE)."),
-    partition: str = typer.Option(None, "--partition", "-p"),
+    site: str = typer.Option(
+        None,
+        "--site",
+        help="Site name or site file (else $SLURMC_SITE).",
+        autocompletion=completion.sites,
+    ),
+    partition: str = typer.Option(None, "--partition", "-p", autocompletion=completion.partitions),
     account: str = typer.Option(None, "--account", "-A"),
     cpus_per_task: str = typer.Option(None, "--cpus-per-task", "-c"),
     gpus_per_node: str = typer.Option(None, "--gpus-per-node"),
@@ -30,7 +38,10 @@ def shell(
     env: list[str] = typer.Option(None, "--env", help="NAME=VALUE in the container (repeatable)."),
     conda: bool = typer.Option(None, "--conda/--no-conda", help="Force $WITH_CONDA on or off."),
     venv: str = typer.Option(
-        None, "--venv", help="A venv (slurmc venv create), at /user-software."
+        None,
+        "--venv",
+        help="A venv (slurmc venv create), at /user-software.",
+        autocompletion=completion.venvs,
     ),
     cache_dir: list[str] = typer.Option(None, "--cache-dir", help="Image cache root."),
     catalog: list[str] = typer.Option(None, "--catalog", help="Image catalog directory."),
