@@ -22,11 +22,12 @@ _SEP = r"(?:[._]|__|[-]+)"
 _PATH_COMPONENT = re.compile(rf"{_ALNUM}(?:{_SEP}{_ALNUM})*\Z")
 _DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _DOMAIN = re.compile(
-    rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[0-9a-fA-F:.]+\])(?::[0-9]+)?\Z"
+    rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?\Z"
 )
-_TAG = re.compile(r"[\w][\w.-]{0,127}\Z")
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\Z")  # ASCII, as distribution's
 _DIGEST = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}\Z")
 _DIGEST_LEN = {"sha256": 64, "sha384": 96, "sha512": 128}
+_HEX64 = re.compile(r"[a-f0-9]{64}\Z")
 
 #: File endings that mark a reference as a local image file.
 IMAGE_SUFFIXES = (".sif", ".simg", ".sqsh", ".sqfs", ".squashfs", ".tar", ".oci")
@@ -49,10 +50,28 @@ class ImageRef:
 
     @property
     def familiar_path(self) -> str:
-        """The path as Docker shows it for docker.io (``ubuntu`` for library/ubuntu)."""
-        if self.domain == DEFAULT_DOMAIN and self.path.startswith("library/"):
-            return self.path[len("library/") :]
+        """The path as Docker shows it for docker.io (``ubuntu`` for library/ubuntu).
+
+        As distribution's FamiliarName: ``library/`` goes only from a one-component
+        official name (``library/foo/bar`` is another repository than ``foo/bar``).
+        """
+        rest = self.path[len("library/") :]
+        if self.domain == DEFAULT_DOMAIN and self.path.startswith("library/") and "/" not in rest:
+            return rest
         return self.path
+
+    @property
+    def familiar_name(self) -> str:
+        """The name as Docker writes it, read back as the same repository.
+
+        On docker.io the domain is left out, unless the path's first component would
+        then be read as a registry (``docker.io/foo.bar/baz``, ``docker.io/localhost/x``).
+        """
+        if self.domain != DEFAULT_DOMAIN:
+            return f"{self.domain}/{self.path}"
+        path = self.familiar_path
+        first, sep, _ = path.partition("/")
+        return f"{DEFAULT_DOMAIN}/{path}" if sep and is_domain_like(first) else path
 
     @property
     def effective_tag(self) -> str | None:
@@ -71,10 +90,10 @@ class ImageRef:
         return out
 
     def __str__(self) -> str:  # the familiar form, as users write it
-        name = self.path if self.domain == DEFAULT_DOMAIN else f"{self.domain}/{self.path}"
-        if self.domain == DEFAULT_DOMAIN:
-            name = self.familiar_path
-        out = name
+        if self.domain != DEFAULT_DOMAIN and not is_domain_like(self.domain):
+            out = f"{self.domain}#{self.path}"  # a one-word registry: Enroot's REGISTRY#IMAGE
+        else:
+            out = self.familiar_name
         if self.tag:
             out += f":{self.tag}"
         if self.digest:
@@ -94,7 +113,8 @@ class ImageSpec:
     catalog: tuple[str, str | None] | None = None  # for kind "catalog": (package, version)
 
 
-def _is_domain(component: str) -> bool:
+def is_domain_like(component: str) -> bool:
+    """Whether Docker reads *component*, first in a name, as a registry host."""
     return (
         "." in component
         or ":" in component
@@ -116,13 +136,23 @@ def parse_reference(text: str) -> ImageRef:
         )
     if text.startswith("docker://"):
         text = text[len("docker://") :]
-    if "#" in text:  # Enroot/Pyxis: REGISTRY#IMAGE
-        registry, _, rest = text.partition("#")
-        if not registry or "/" in registry or "#" in rest:
+    if _HEX64.match(text):
+        raise InvalidReferenceError(
+            f"invalid image reference {original!r}: a 64-hex string is an image id, "
+            "not a repository name"
+        )
+    registry = None
+    if "#" in text:  # Enroot/Pyxis: [USER@]REGISTRY#IMAGE; the part before # is the registry
+        registry, _, text = text.partition("#")
+        if "@" in registry:
+            raise InvalidReferenceError(
+                f"invalid image reference {original!r}: Enroot's USER@REGISTRY#IMAGE form is "
+                "not supported; drop 'USER@' and keep the login in ~/.config/slurmc/credentials"
+            )
+        if not registry or "/" in registry or "#" in text or not _DOMAIN.match(registry):
             raise InvalidReferenceError(
                 f"invalid image reference {original!r}: '#' may only separate REGISTRY#IMAGE"
             )
-        text = f"{registry}/{rest}"
 
     digest = None
     if "@" in text:
@@ -132,7 +162,12 @@ def parse_reference(text: str) -> ImageRef:
                 f"invalid image reference {original!r}: digest {digest!r} is not ALGORITHM:HEX"
             )
         algo, _, hexpart = digest.partition(":")
-        if algo in _DIGEST_LEN and len(hexpart) != _DIGEST_LEN[algo]:
+        if algo not in _DIGEST_LEN:
+            raise InvalidReferenceError(
+                f"invalid image reference {original!r}: digest algorithm {algo!r} is not "
+                f"supported ({', '.join(_DIGEST_LEN)})"
+            )
+        if len(hexpart) != _DIGEST_LEN[algo]:
             raise InvalidReferenceError(
                 f"invalid image reference {original!r}: a {algo} digest has "
                 f"{_DIGEST_LEN[algo]} hex digits, not {len(hexpart)}"
@@ -151,7 +186,9 @@ def parse_reference(text: str) -> ImageRef:
         raise InvalidReferenceError(f"invalid image reference {original!r}: no repository name")
 
     first, sep, rest = text.partition("/")
-    if sep and _is_domain(first):
+    if registry is not None:
+        domain, path = registry, text
+    elif sep and is_domain_like(first):
         domain, path = first, rest
         if not _DOMAIN.match(domain):
             raise InvalidReferenceError(
@@ -161,6 +198,8 @@ def parse_reference(text: str) -> ImageRef:
         domain, path = DEFAULT_DOMAIN, text
     if domain in LEGACY_DOMAINS:
         domain = DEFAULT_DOMAIN
+    if not path:
+        raise InvalidReferenceError(f"invalid image reference {original!r}: no repository name")
     for component in path.split("/"):
         if not _PATH_COMPONENT.match(component):
             raise InvalidReferenceError(
@@ -169,7 +208,7 @@ def parse_reference(text: str) -> ImageRef:
             )
     if domain == DEFAULT_DOMAIN and "/" not in path:
         path = f"library/{path}"
-    if len(domain) + 1 + len(path) > NAME_MAX:
+    if len(path) > NAME_MAX:  # distribution's limit: the repository path, not the domain
         raise InvalidReferenceError(
             f"invalid image reference {original[:60]!r}...: name longer than {NAME_MAX} characters"
         )

@@ -11,10 +11,10 @@ import contextlib
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..errors import InvalidReferenceError
-from ..refs import DEFAULT_DOMAIN, ImageRef, parse_reference
+from ..refs import ImageRef, parse_reference
 from ..runtimes import Runtime
 
 DIR_MODE = 0o2775  # setgid: files made inside keep the directory's group
@@ -47,13 +47,8 @@ class Entry:
 
 
 def display(ref: ImageRef) -> str:
-    """How a cached reference is shown: familiar, with its tag."""
-    name = ref.familiar_path if ref.domain == DEFAULT_DOMAIN else f"{ref.domain}/{ref.path}"
-    if ref.effective_tag:
-        name += f":{ref.effective_tag}"
-    if ref.digest:
-        name += f"@{ref.digest}"
-    return name
+    """How a cached reference is shown: familiar (read back as the same image), with its tag."""
+    return str(replace(ref, tag=ref.effective_tag))
 
 
 def ref_from_relpath(relpath: str, runtime: Runtime) -> ImageRef | None:

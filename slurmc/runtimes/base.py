@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..errors import InvalidReferenceError
-from ..refs import DEFAULT_DOMAIN, ImageRef
+from ..refs import DEFAULT_DOMAIN, ImageRef, is_domain_like
 
 _FILENAME_MAX = 255
 
@@ -79,8 +79,12 @@ class Runtime:
         injective; the result is relative and never contains ``..``.
         """
         first = ref.path.split("/", 1)[0]
-        keep_domain = ref.domain != DEFAULT_DOMAIN or "." in first or first == "localhost"
+        keep_domain = ref.domain != DEFAULT_DOMAIN or is_domain_like(first)
         name = f"{ref.domain}/{ref.path}" if keep_domain else ref.path
+        if ref.domain != DEFAULT_DOMAIN and not is_domain_like(ref.domain):
+            # a one-word registry (Enroot's myregistry#image): not myregistry/image,
+            # which is the Docker Hub repository of user "myregistry"
+            name = f"{ref.domain}#{ref.path}"
         if ref.effective_tag:
             name += f":{ref.effective_tag}"
         if ref.digest:
@@ -102,7 +106,13 @@ def docker_uri(ref: ImageRef) -> str:
 
 
 def pull_name(ref: ImageRef) -> str:
-    name = ref.familiar_path if ref.domain == DEFAULT_DOMAIN else f"{ref.domain}/{ref.path}"
+    """The reference as Docker-style tools (Apptainer, ch-image, podman) read it back."""
+    if ref.domain != DEFAULT_DOMAIN and not is_domain_like(ref.domain):
+        raise InvalidReferenceError(
+            f"{ref}: registry {ref.domain!r} has no '.' or port, so only Enroot can name it "
+            "(REGISTRY#IMAGE); give the registry's full host name"
+        )
+    name = ref.familiar_name
     if ref.effective_tag:
         name += f":{ref.effective_tag}"
     if ref.digest:
