@@ -97,10 +97,6 @@ class Job:
         return [(Quoted(k), sh(v)) for k, v in self.env]
 
     @property
-    def env_names(self) -> Quoted:
-        return Quoted(",".join(k for k, _ in self.env))
-
-    @property
     def srun_args(self) -> list[Quoted]:
         """Options of the job step itself (a pseudo-terminal, CPU binding).
 
@@ -204,13 +200,29 @@ def _check_bind(bind: str, runtime: Runtime, cwd: str) -> str:
     parts = bind.split(":")
     if len(parts) > 3 or any(p == "" for p in parts):
         raise ValidationError(f"--bind: {bind!r} is not SRC[:DST[:OPTIONS]]")
-    if runtime.name == "charliecloud" and len(parts) == 3:
-        raise ValidationError(f"--bind: {bind!r}: ch-run binds take SRC[:DST], no options")
+    if not runtime.bind_options and len(parts) == 3:
+        raise ValidationError(f"--bind: {bind!r}: {runtime.name} binds take SRC[:DST], no options")
     if len(parts) > 1 and not parts[1].startswith("/"):
         raise ValidationError(f"--bind: {bind!r}: the destination must be an absolute path")
     if not parts[0].startswith("/") and not parts[0].startswith("$"):
         parts[0] = os.path.normpath(os.path.join(cwd, parts[0]))
     return ":".join(parts)
+
+
+def _check_paths_carried(runtime: Runtime, cwd: str, binds: tuple[str, ...]) -> None:
+    """Refuse a working directory or bind path the runtime's mount grammar cannot carry."""
+    bad = set(runtime.unsafe_path_chars)
+    if not bad:
+        return
+    paths = [("the working directory", cwd)] if runtime.mounts_workdir else []
+    paths += [(f"--bind {b}", part) for b in binds for part in b.split(":")[:2]]
+    for what, path in paths:
+        found = "".join(sorted(set(path) & bad))
+        if found:
+            raise ValidationError(
+                f"{what}: {path!r} holds {found!r}, which {runtime.name} (Pyxis's "
+                "--container-mounts) cannot carry safely; use a path without them"
+            )
 
 
 def _parse_env(items: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -344,6 +356,7 @@ def plan(request: JobRequest, site: Site, env: Mapping[str, str], cwd: str) -> J
     image = resolve_image(spec, runtime, roots, cwd=cwd, env=env)
 
     binds = tuple(_check_bind(b, runtime, cwd) for b in (*site.binds, *request.binds))
+    _check_paths_carried(runtime, cwd, binds)
     venv = None
     if request.venv:
         from .venvs import find_venv, venv_binds

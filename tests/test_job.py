@@ -202,3 +202,52 @@ def test_gpu_flag_switch_per_site_and_partition(
     site = load_site(str(tmp_path / "s.toml"), clean_env)
     req = JobRequest(image=str(image), command=("x",), resources={"partition": "g"})
     assert [str(f) for f in plan(req, site, clean_env, "/tmp").gpu_flags] == flags
+
+
+# ---- paths Pyxis's --container-mounts cannot carry (issue 13) ------------------------
+
+
+def _img(tmp_path: Path, name: str) -> str:
+    (tmp_path / name).write_bytes(b"")
+    return str(tmp_path / name)
+
+
+@pytest.mark.parametrize("char", list("$`\"',:;&|<>()*?[]{}~#!"))
+def test_pyxis_refuses_a_working_directory_it_cannot_carry(char, tmp_path, clean_env):
+    from slurmc.sites import load_site
+
+    site = load_site("nvidia-pyxis", clean_env)
+    cwd = f"/home/u/dir{char}x"
+    req = JobRequest(image=_img(tmp_path, "img.sqsh"), command=("true",))
+    with pytest.raises(ValidationError, match="working directory") as exc:
+        plan(req, site, clean_env, cwd)
+    assert "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize("bind", ["/data/a$b:/data", "/data:/da`ta`", '/x"y:/z', "/we'ird"])
+def test_pyxis_refuses_binds_it_cannot_carry(bind, tmp_path, clean_env):
+    from slurmc.sites import load_site
+
+    site = load_site("nvidia-pyxis", clean_env)
+    req = JobRequest(image=_img(tmp_path, "img.sqsh"), command=("true",), binds=(bind,))
+    with pytest.raises(ValidationError, match="--bind"):
+        plan(req, site, clean_env, "/home/u/plain dir")
+
+
+def test_pyxis_takes_spaces_and_plain_paths(tmp_path, clean_env):
+    from slurmc.sites import load_site
+
+    site = load_site("nvidia-pyxis", clean_env)
+    req = JobRequest(
+        image=_img(tmp_path, "img.sqsh"), command=("true",), binds=("/data/my files:/data",)
+    )
+    job = plan(req, site, clean_env, "/home/u/plain dir/ünï_-+.@%=")
+    assert job.binds == ("/data/my files:/data",)
+
+
+def test_other_runtimes_carry_such_directories(tmp_path, clean_env):
+    from slurmc.sites import load_site
+
+    site = load_site("devcluster", clean_env)
+    req = JobRequest(image=_img(tmp_path, "img.sqfs"), command=("true",))
+    plan(req, site, clean_env, "/home/u/dir$x")  # ch-run gets -c "$PWD": not re-read by a shell

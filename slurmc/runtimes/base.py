@@ -41,6 +41,12 @@ class Runtime:
     env_as_arguments: bool = False
     #: the runtime passes bytes that are not UTF-8 through unchanged
     carries_non_utf8: bool = True
+    #: a bind may carry options (SRC:DST:OPTIONS)
+    bind_options: bool = True
+    #: characters the runtime's mount grammar cannot carry safely in a bind path or the
+    #: working directory (Pyxis hands mounts to a file that enroot sources with bash):
+    #: such paths are refused before anything is submitted
+    unsafe_path_chars: str = ""
 
     def gpu_flags(self, vendor: str) -> list[str]:
         """Flags that expose the partition's GPUs (``amd``, ``nvidia`` or ``none``)."""

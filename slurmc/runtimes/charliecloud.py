@@ -22,6 +22,11 @@ class Charliecloud(Runtime):
     template: str = "launch/charliecloud.sh.j2"
     suffix: str = ".sqfs"
     format: str = "squashfs"
+    #: the job's variables go to the inner wrapper as arguments: exported inside the
+    #: container only, never into the batch script's own environment (a PATH meant for
+    #: the container must not change which srun the script runs)
+    env_as_arguments: bool = True
+    bind_options: bool = False  # ch-run -b SRC[:DST]
 
     def pull_steps(self, executable: str, ref: ImageRef, dest: str, scratch: str) -> list[Step]:
         # A private ch-image storage per pull: concurrent pulls never share one (ch-image

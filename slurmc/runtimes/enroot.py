@@ -28,6 +28,15 @@ class Enroot(Runtime):
     suffix: str = ".sqsh"
     mounts_workdir: bool = True
     format: str = "squashfs"
+    #: the job's variables go to the inner wrapper as arguments: exported inside the
+    #: container only, never into the batch script's own environment (a PATH meant for
+    #: the container must not change which srun the script runs)
+    env_as_arguments: bool = True
+    #: Pyxis writes each --container-mounts entry into a file that enroot sources with
+    #: bash, escaping only space, tab, newline and backslash (Pyxis 0.24, FIELD-NOTES):
+    #: `$`, backticks and quotes would be expanded on the compute node; `,` and `:`
+    #: split the list and the entry
+    unsafe_path_chars: str = "$`\"'\\,:;&|<>()*?[]{}~#!"
 
     def pull_steps(self, executable: str, ref: ImageRef, dest: str, scratch: str) -> list[Step]:
         return [

@@ -9,11 +9,9 @@
 # Rendered by slurmc for site devcluster (runtime enroot).
 # Image: /shared/images/demo image.sif -> /shared/images/demo image.sif
 set -euo pipefail
-export MY_VAR='a b,c'
 # Single quotes are deliberate: these words expand inside the container.
 # shellcheck disable=SC2016
 srun --container-image='/shared/images/demo image.sif' \
     --container-mounts="$PWD:$PWD",/data:/data:ro \
     --container-workdir="$PWD" \
-    --container-env=MY_VAR \
-    bash -c 'if [ -n "${WITH_CONDA:-}" ]; then $WITH_CONDA; fi && exec "$@"' slurmc python train.py --lr 3e-4 'it'\''s $HOME' $'a\x0ab' '#SBATCH -p evil'
+    bash -c 'export "${@:1:1}" && shift 1 && if [ -n "${WITH_CONDA:-}" ]; then $WITH_CONDA; fi && exec "$@"' slurmc 'MY_VAR=a b,c' python train.py --lr 3e-4 'it'\''s $HOME' $'a\x0ab' '#SBATCH -p evil'
