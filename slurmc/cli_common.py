@@ -97,7 +97,7 @@ def prepared_job(
         job = launch.ensure_venv(
             job, environ, cwd, warn=lambda w: typer.echo(f"slurmc: warning: {w}", err=True)
         )
-    job = launch.decide_conda(job, environ)
+    job = launch.apply_image_facts(job, environ)
     for note in job.notes:
         typer.echo(f"note: {note}", err=True)
     return job, environ

@@ -95,19 +95,47 @@ def remember(env: Mapping[str, str], ident: Mapping[str, Any], **facts: Any) -> 
             os.unlink(tmp)
 
 
-def with_conda(env: Mapping[str, str], path: str) -> tuple[bool, str | None]:
-    """Whether the image at *path* could be read, and the ``$WITH_CONDA`` it defines.
+#: the facts read from an image at once, and what each is for
+FACTS = (
+    "with_conda",  # the $WITH_CONDA it defines, or None (conda = "auto")
+    "ch_environment",  # it holds /ch/environment (ch-run --set-env)
+)
+
+
+def facts(env: Mapping[str, str], path: str) -> dict[str, Any] | None:
+    """The image's static facts (see FACTS), or None when it cannot be read.
 
     Remembered per identity; only a readable image's answer is remembered (an image
     that cannot be read now may be readable once its pull finishes)."""
     ident = identity(path)
     if ident is not None:
-        known = recall(env, ident, "with_conda")
-        if known is not _MISSING and (known is None or isinstance(known, str)):
-            return True, known
-    from .inspect import with_conda_of  # reads the image: only on a miss
+        known = {name: recall(env, ident, name) for name in FACTS}
+        if all(v is not _MISSING for v in known.values()) and _valid(known):
+            return known
+    from .errors import SlurmcError
+    from .images import ImageFormatError
+    from .inspect import inspect_image  # reads the image: only on a miss
 
-    readable, value = with_conda_of(path)
-    if readable and ident is not None and identity(path) == ident:
-        remember(env, ident, with_conda=value)
-    return readable, value
+    try:
+        contents = inspect_image(path).contents
+    except (SlurmcError, ImageFormatError, OSError):
+        return None
+    found = {
+        "with_conda": contents.with_conda,
+        "ch_environment": "ch/environment" in contents.env_files,
+    }
+    if ident is not None and identity(path) == ident:
+        remember(env, ident, **found)
+    return found
+
+
+def _valid(known: Mapping[str, Any]) -> bool:
+    return (known["with_conda"] is None or isinstance(known["with_conda"], str)) and isinstance(
+        known["ch_environment"], bool
+    )
+
+
+def with_conda(env: Mapping[str, str], path: str) -> tuple[bool, str | None]:
+    """Whether the image at *path* could be read, and the ``$WITH_CONDA`` it defines."""
+    found = facts(env, path)
+    return (False, None) if found is None else (True, found["with_conda"])

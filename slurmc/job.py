@@ -57,6 +57,8 @@ class Job:
     notes: tuple[str, ...] = ()  # what the user should know about this job's script
     venv: str | None = None  # a venv image (SquashFS) mounted at /user-software
     pty: bool = False
+    #: whether the image holds Charliecloud's /ch/environment (None: not known)
+    image_environment: bool | None = None
     gpu_flag: bool = True  # the site/partition wants the runtime's GPU flag (--rocm/--nv)
 
     # ---- what templates print (all quoted) ---------------------------------------------

@@ -91,22 +91,27 @@ def ensure_venv(
     return job
 
 
-def decide_conda(job: Job, env: Mapping[str, str]) -> Job:
-    """For ``conda = "auto"``: activate with $WITH_CONDA only if the image defines it.
+def apply_image_facts(job: Job, env: Mapping[str, str]) -> Job:
+    """What the image itself decides, read statically once per file identity
+    (slurmc.imagefacts): for ``conda = "auto"``, activate with $WITH_CONDA only if the
+    image defines it; whether it holds /ch/environment (ch-run --set-env).
 
-    The image file is read statically (slurmc inspect's reader, no container), once per
-    file identity (slurmc.imagefacts remembers the answer). Where it cannot be read (not
-    yet pulled, a URI, an unknown format), the script keeps the guarded form that checks
-    for the variable inside the container.
+    Where the image cannot be read (not yet pulled, a URI, an unknown format), the
+    script keeps the guarded conda form and the runtime's default.
     """
-    if job.conda != "auto" or job.image.source not in ("path", "cache", "catalog"):
+    if job.image.source not in ("path", "cache", "catalog"):
         return job
-    from .imagefacts import with_conda
+    if job.conda != "auto" and not job.runtime.reads_image_environment:
+        return job
+    from .imagefacts import facts
 
-    readable, value = with_conda(env, job.image.path)
-    if not readable:
+    found = facts(env, job.image.path)
+    if found is None:
         return job
-    return replace(job, conda="with_conda" if value is not None else "none")
+    conda = job.conda
+    if conda == "auto":
+        conda = "with_conda" if found["with_conda"] is not None else "none"
+    return replace(job, conda=conda, image_environment=found["ch_environment"])
 
 
 def _backend(job: Job, env: Mapping[str, str]) -> Backend:

@@ -13,18 +13,26 @@ from slurmc import imagefacts, inspect
 
 @pytest.fixture
 def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every time the image itself is read (slurmc.inspect.with_conda_of)."""
+    """Every time the image itself is read (slurmc.inspect.inspect_image)."""
+    from types import SimpleNamespace
+
+    from slurmc.images import ImageFormatError
+
     calls: list[str] = []
     answers = {
-        "conda": (True, "source /opt/miniconda3/bin/activate pytorch"),
-        "plain": (True, None),
+        "conda": ("source /opt/miniconda3/bin/activate pytorch", ["ch/environment"]),
+        "plain": (None, []),
     }
 
-    def fake(path: str) -> tuple[bool, str | None]:
+    def fake(path: str, given: str | None = None) -> SimpleNamespace:
         calls.append(path)
-        return answers.get(Path(path).stem, (False, None))
+        stem = Path(path).stem
+        if stem not in answers:
+            raise ImageFormatError(f"{path}: not an image")
+        conda, files = answers[stem]
+        return SimpleNamespace(contents=SimpleNamespace(with_conda=conda, env_files=files))
 
-    monkeypatch.setattr(inspect, "with_conda_of", fake)
+    monkeypatch.setattr(inspect, "inspect_image", fake)
     return calls
 
 
@@ -155,3 +163,23 @@ def test_directories_and_missing_paths_are_not_remembered(tmp_path, env, reads):
     assert imagefacts.identity(str(d)) is None
     assert imagefacts.identity(str(tmp_path / "missing.sqfs")) is None
     assert not imagefacts.facts_dir(env).exists()
+
+
+def test_ch_environment_is_a_fact_too(tmp_path, env, reads):
+    conda, plain = image(tmp_path, "conda.sqfs"), image(tmp_path, "plain.sqfs")
+    assert imagefacts.facts(env, conda) == {
+        "with_conda": "source /opt/miniconda3/bin/activate pytorch",
+        "ch_environment": True,
+    }
+    assert imagefacts.facts(env, plain) == {"with_conda": None, "ch_environment": False}
+    assert imagefacts.facts(env, plain)["ch_environment"] is False
+    assert len(reads) == 2
+
+
+def test_an_older_cache_entry_without_every_fact_is_read_again(tmp_path, env, reads):
+    img = image(tmp_path, "conda.sqfs")
+    ident = imagefacts.identity(img)
+    assert ident is not None
+    imagefacts.remember(env, ident, with_conda="old")  # written by an earlier slurmc
+    assert imagefacts.facts(env, img)["ch_environment"] is True
+    assert len(reads) == 1

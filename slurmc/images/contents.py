@@ -328,6 +328,8 @@ class Contents:
     with_conda_source: str | None = None
     singularity: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    #: the runtimes' environment files the image holds (ch/environment, .singularity.d/env/*)
+    env_files: list[str] = field(default_factory=list)
 
     @property
     def os_name(self) -> str:
@@ -502,6 +504,9 @@ def discover(tree: FileTree, extra_env: Mapping[str, str] | None = None) -> Cont
     ]
     data = _read_following_links(tree, entries, wanted)
     contents = Contents()
+    contents.env_files = sorted(
+        p for p in entries if p == "ch/environment" or p.startswith(".singularity.d/env/")
+    )
 
     for path in OS_RELEASE:  # /etc/os-release first; it is often a link to the other
         if path in data:

@@ -41,6 +41,9 @@ class Runtime:
     env_as_arguments: bool = False
     #: the runtime passes bytes that are not UTF-8 through unchanged
     carries_non_utf8: bool = True
+    #: the launch applies the image's own environment file when it has one (ch-run
+    #: --set-env): slurmc reads whether it does (Job.image_environment)
+    reads_image_environment: bool = False
     #: a bind may carry options (SRC:DST:OPTIONS)
     bind_options: bool = True
     #: characters the runtime's mount grammar cannot carry safely in a bind path or the

@@ -7,10 +7,17 @@ it refuses to start without ``$USER``, which the launch template sets when missi
 
 from __future__ import annotations
 
+import os
+import pwd
 from dataclasses import dataclass
 
 from ..refs import ImageRef
 from .base import Runtime, Step, pull_name
+
+
+def _user() -> str:
+    return os.environ.get("USER") or pwd.getpwuid(os.getuid()).pw_name
+
 
 # ch-image runs under Debian's python3 with its python3-lark: keep /usr/bin first.
 _SYSTEM_PATH = {"PATH": "/usr/bin:/bin"}
@@ -27,6 +34,7 @@ class Charliecloud(Runtime):
     #: the container must not change which srun the script runs)
     env_as_arguments: bool = True
     bind_options: bool = False  # ch-run -b SRC[:DST]
+    reads_image_environment: bool = True  # --set-env: /ch/environment
 
     def pull_steps(self, executable: str, ref: ImageRef, dest: str, scratch: str) -> list[Step]:
         # A private ch-image storage per pull: concurrent pulls never share one (ch-image
@@ -34,7 +42,8 @@ class Charliecloud(Runtime):
         name = pull_name(ref)
         storage = f"{scratch}/ch-image"
         return [
-            Step(["ch-image", "-s", storage, "pull", name], _SYSTEM_PATH),
+            # ch-image refuses to run without $USER ("can't get username")
+            Step(["ch-image", "-s", storage, "pull", name], {**_SYSTEM_PATH, "USER": _user()}),
             Step(
                 ["ch-convert", "-i", "ch-image", "-o", "squash", name, dest],
                 {**_SYSTEM_PATH, "CH_IMAGE_STORAGE": storage},
