@@ -3,21 +3,30 @@
 A root holds one file per image at ``runtime.cache_relpath(ref)``; names that
 start with ``.`` are slurmc's own (locks, pulls in progress) and are never
 images. Listing walks the tree with ``os.scandir`` (one ``stat`` per entry).
+
+Other members of the cache's group can write every directory of a shared root,
+so below the root slurmc never follows a symbolic link: directories are walked
+one component at a time with ``O_NOFOLLOW|O_DIRECTORY`` and used through their
+descriptors, and an image is an image only if ``lstat`` calls it a regular file.
+A link found where a directory or image should be is reported, never used.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from ..errors import InvalidReferenceError
+from ..errors import CacheError, InvalidReferenceError
 from ..refs import DEFAULT_DOMAIN, ImageRef, parse_reference
 from ..runtimes import Runtime
 
 DIR_MODE = 0o2775  # setgid: files made inside keep the directory's group
+# (and the sticky bit, 0o1000, if the parent has it: see make_dirs)
 FILE_MODE = 0o644  # group and others may read: a shared image is never 0600
 
 
@@ -91,30 +100,104 @@ def scan(root: str, runtime: Runtime) -> Iterator[Entry]:
                 if entry.is_dir(follow_symlinks=False):
                     stack.append(rel)
                     continue
+                if not entry.is_file(follow_symlinks=False):
+                    continue  # a symbolic link, FIFO, socket...: never an image
                 ref = ref_from_relpath(rel, runtime)
                 if ref is None:
                     continue
                 try:
-                    st = entry.stat()
+                    st = entry.stat(follow_symlinks=False)
                 except OSError:
                     continue
                 yield Entry(root, rel, ref, st.st_size, st.st_mtime, st.st_atime)
 
 
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _not_a_directory(path: str) -> CacheError:
+    return CacheError(
+        f"{path} in the cache is not a directory (a symbolic link or a file someone put "
+        "there); slurmc never follows links inside a cache: remove it, or ask the cache's "
+        "owner to"
+    )
+
+
+def open_dir(root: str, parts: list[str], *, create: bool = False) -> int:
+    """An open descriptor of ``root/parts...``, walked without following links.
+
+    The root itself is trusted (it comes from the site file or --cache-dir); each
+    component below is opened with ``O_NOFOLLOW|O_DIRECTORY`` relative to its
+    parent. With *create*, missing directories are made ``DIR_MODE`` (plus the
+    sticky bit if the parent has it) and chmod-ed through the descriptor, only
+    when they are ours. Raises CacheError for a link or file in the way, OSError
+    for the rest (the caller words it). The caller closes the descriptor.
+    """
+    if create and not os.path.isdir(root):
+        os.makedirs(root, exist_ok=True)
+        with contextlib.suppress(OSError):
+            os.chmod(root, DIR_MODE)  # a new root: shared like the rest (umask aside)
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    path = root
+    try:
+        for part in parts:
+            path = os.path.join(path, part)
+            try:
+                child = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            except FileNotFoundError:
+                if not create:
+                    raise
+                sticky = os.fstat(fd).st_mode & stat.S_ISVTX
+                made = False
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(part, 0o700, dir_fd=fd)  # opened up below, once it is ours
+                    made = True
+                try:
+                    child = os.open(part, _DIR_FLAGS, dir_fd=fd)
+                except OSError as exc:
+                    if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                        raise _not_a_directory(path) from None
+                    raise
+                st = os.fstat(child)
+                if made and st.st_uid == os.geteuid():  # still the one we made
+                    os.fchmod(child, DIR_MODE | sticky)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise _not_a_directory(path) from None
+                raise
+            os.close(fd)
+            fd = child
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def make_dirs(root: str, directory: str) -> None:
     """Create *directory* under *root* with setgid, group-writable directories."""
-    missing = []
-    d = directory
-    while not os.path.isdir(d):
-        missing.append(d)
-        parent = os.path.dirname(d)
-        if parent == d:
-            break
-        d = parent
-    for d in reversed(missing):
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(d, DIR_MODE)
-            os.chmod(d, DIR_MODE)  # the umask may have taken bits away
+    rel = os.path.relpath(directory, root)
+    os.close(open_dir(root, [] if rel == "." else rel.split(os.sep), create=True))
+
+
+def is_image_at(dir_fd: int, name: str) -> bool:
+    """Whether *name* in the open directory is a regular file (a link is not)."""
+    try:
+        return stat.S_ISREG(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
+
+
+def lookup(root: str, relpath: str) -> str | None:
+    """``root/relpath`` if it is a regular file reached through real directories only."""
+    *parts, name = relpath.split("/")
+    try:
+        fd = open_dir(root, parts)
+    except (OSError, ValueError, CacheError):
+        return None
+    try:
+        return os.path.join(root, relpath) if is_image_at(fd, name) else None
+    finally:
+        os.close(fd)
 
 
 def touch_used(path: str) -> None:

@@ -1,25 +1,35 @@
 """Pull an image into a cache root exactly once, safely, whoever else is pulling it.
 
-1. If the image file is there, use it.
-2. Take the per-image lock (``.<name>.lock`` beside the image; see lock.py),
+1. If the image file is there (a regular file reached without links), use it.
+2. Open the image's directory component by component without following links
+   (layout.open_dir), creating what is missing; everything below happens
+   relative to that descriptor.
+3. Take the per-image lock (``.<name>.lock`` beside the image; see lock.py),
    then look again: whoever held the lock may have pulled it meanwhile.
-3. Clean leftovers of earlier pulls of this image that were killed.
-4. Pull with the runtime's own command into ``.<name>.pulling.<host>.<pid>.<rand>``
-   in the target directory (same file system, so the rename is atomic).
-5. Check the file is a whole image (SIF header, SquashFS superblock, OCI index),
-   make it group- and world-readable, fsync, and only then rename it into place.
+4. Clean leftovers of earlier pulls of this image that were killed.
+5. Make a private directory (mode 0700) ``.<name>.pulling.<host>.<pid>.<rand>``
+   beside the image (same file system, so the rename is atomic) and let the
+   runtime's own command write the image in it. No other user can create,
+   rename or replace anything inside it.
+6. Open the result with ``O_NOFOLLOW`` and check, on the descriptor, that it is a
+   regular file we own; check it is a whole image (SIF header, SquashFS
+   superblock, OCI index), ``fchmod`` it group- and world-readable, ``fsync``,
+   check the name still holds the same file (device and inode), and only then
+   rename it from the private directory into place.
 
-A pull that is killed at any point leaves nothing at the final name.
+A pull that is killed at any point leaves nothing at the final name; a link
+or file planted by another member of the group is never followed, chmod-ed
+or published: the pull fails with one line instead.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import glob
 import os
 import shutil
 import socket
+import stat
 import tempfile
 import threading
 import time
@@ -32,10 +42,12 @@ from ..errors import CacheError, ExternalCommandError, PullError
 from ..refs import DEFAULT_DOMAIN, ImageRef
 from ..runtimes import Runtime
 from .formats import check_image
-from .layout import FILE_MODE, make_dirs
+from .layout import FILE_MODE, is_image_at, lookup, open_dir
 from .lock import HOST, ImageLock, Owner, pid_alive
 
 Notify = Callable[[str], None]
+_DIRF = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILEF = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 @dataclass(frozen=True)
@@ -92,23 +104,62 @@ def _leftover_owner(path: str) -> tuple[str, int] | None:
     return None
 
 
-def clean_leftovers(directory: str, name: str, max_age: float = 86400.0) -> list[str]:
-    """Remove temp files of killed pulls: dead pid on this host, or older than *max_age*."""
-    removed = []
-    for path in glob.glob(os.path.join(glob.escape(directory), f".{glob.escape(name)}.pulling.*")):
-        owner = _leftover_owner(path)
-        try:
-            age = time.time() - os.lstat(path).st_mtime
-        except FileNotFoundError:
-            continue
-        dead = owner is not None and owner[0] == HOST and not pid_alive(owner[1])
-        if dead or age > max_age:
-            with contextlib.suppress(OSError):
-                if os.path.isdir(path):
-                    shutil.rmtree(path)
+def _rmtree_at(parent_fd: int, name: str) -> None:
+    """Remove the directory *name* in *parent_fd* and all in it, following no link."""
+    fd = os.open(name, _DIRF, dir_fd=parent_fd)
+    try:
+        with os.scandir(fd) as it:
+            for entry in it:
+                if entry.is_dir(follow_symlinks=False):
+                    _rmtree_at(fd, entry.name)
                 else:
-                    os.unlink(path)
-                removed.append(path)
+                    os.unlink(entry.name, dir_fd=fd)
+    finally:
+        os.close(fd)
+    os.rmdir(name, dir_fd=parent_fd)
+
+
+def clean_leftovers(
+    directory: str, name: str, max_age: float = 86400.0, *, dir_fd: int | None = None
+) -> list[str]:
+    """Remove temp files of killed pulls: dead pid on this host, or older than *max_age*.
+
+    Works through *dir_fd* (or *directory* opened without following a link). Another
+    user's private pull directory cannot be emptied by us: it is skipped, silently.
+    """
+    removed: list[str] = []
+    prefix = f".{name}.pulling."
+    own_fd = dir_fd is None
+    try:
+        fd = (
+            os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            if dir_fd is None
+            else dir_fd
+        )
+    except OSError:
+        return removed
+    try:
+        with os.scandir(fd) as it:
+            found = [e for e in it if e.name.startswith(prefix)]
+        for entry in found:
+            owner = _leftover_owner(entry.name)
+            try:
+                age = time.time() - entry.stat(follow_symlinks=False).st_mtime
+            except OSError:
+                continue
+            dead = owner is not None and owner[0] == HOST and not pid_alive(owner[1])
+            if dead or age > max_age:
+                with contextlib.suppress(OSError):
+                    if entry.is_dir(follow_symlinks=False):
+                        _rmtree_at(fd, entry.name)
+                    else:
+                        os.unlink(entry.name, dir_fd=fd)
+                    removed.append(os.path.join(directory, entry.name))
+    except OSError:
+        pass
+    finally:
+        if own_fd:
+            os.close(fd)
     return removed
 
 
@@ -168,28 +219,72 @@ class _Ticker:
             self.thread.join()
 
 
-def publish(tmp: str, final: str) -> None:
-    """Make *tmp* readable to the group, flush it, and rename it to *final* atomically."""
-    os.chmod(tmp, FILE_MODE)
-    fd = os.open(tmp, os.O_RDONLY)
+def _checked_image(fd: int, fmt: str, shown: str) -> None:
+    """check_image on the open file itself (not on a name someone could swap)."""
+    via = f"/proc/self/fd/{fd}"
+    if not os.path.exists(via):  # no /proc: the name inside our private directory
+        check_image(shown, fmt)
+        return
     try:
+        check_image(via, fmt)
+    except CacheError as exc:
+        raise CacheError(str(exc).replace(via, shown)) from None
+
+
+def publish_at(work_fd: int, name: str, dir_fd: int, final_name: str, fmt: str, shown: str) -> None:
+    """Publish *name* of the private directory *work_fd* as *final_name* in *dir_fd*.
+
+    Only a regular file we own is published, checked and made readable through its
+    descriptor, flushed, and renamed only while the name still holds that file.
+    """
+    try:
+        fd = os.open(name, _FILEF, dir_fd=work_fd)
+    except FileNotFoundError:
+        raise CacheError(f"{shown}: no image file was written; nothing was published") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise CacheError(
+                f"{shown}: the pull left a symbolic link, not an image; nothing was published"
+            ) from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+            raise CacheError(
+                f"{shown}: not a regular file of yours (someone else's file or a special "
+                "file); nothing was published"
+            )
+        _checked_image(fd, fmt, shown)
+        os.fchmod(fd, FILE_MODE)
         os.fsync(fd)
+        now = os.stat(name, dir_fd=work_fd, follow_symlinks=False)
+        if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+            raise CacheError(f"{shown}: replaced while it was checked; nothing was published")
     finally:
         os.close(fd)
-    os.rename(tmp, final)
+    os.rename(name, final_name, src_dir_fd=work_fd, dst_dir_fd=dir_fd)
     with contextlib.suppress(OSError):
-        dfd = os.open(os.path.dirname(final), os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        os.fsync(dir_fd)
 
 
-def temp_name(final: str, suffix: str) -> str:
-    directory, name = os.path.split(final)
-    return os.path.join(
-        directory, f".{name}.pulling.{HOST}.{os.getpid()}.{uuid.uuid4().hex[:8]}{suffix}"
-    )
+def work_dir_name(name: str) -> str:
+    """The private directory of one pull: ``.<name>.pulling.<host>.<pid>.<rand>``."""
+    return f".{name}.pulling.{HOST}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+
+
+NAME_MAX = 255
+
+
+def _check_name_length(ref: ImageRef, name: str) -> None:
+    """Fail before creating anything if the lock or temp names would pass NAME_MAX."""
+    longest = f".{name}.lock.broken.{HOST}.{'9' * 7}.{'0' * 8}"
+    if len(os.fsencode(longest)) > NAME_MAX:
+        raise CacheError(
+            f"{ref}: its cache file name is {len(os.fsencode(name))} bytes and slurmc's lock "
+            f"and temp names add {len(os.fsencode(longest)) - len(os.fsencode(name))}, past "
+            f"the {NAME_MAX}-byte limit of a file name; use a shorter tag, or pass a local "
+            "image file instead of a reference"
+        )
 
 
 def pull_into(
@@ -210,18 +305,42 @@ def pull_into(
     *write*, if given, replaces the runtime pull: it must write the image to the path
     it is given (``slurmc cache add`` copies a local file this way).
     """
-    final = os.path.join(root, runtime.cache_relpath(ref))
-    if os.path.isfile(final) and write is None:
+    relpath = runtime.cache_relpath(ref)
+    final = os.path.join(root, relpath)
+    if write is None and lookup(root, relpath):
         return final
     directory, name = os.path.split(final)
+    *parts, _ = relpath.split("/")
+    _check_name_length(ref, name)
     if write is None and options.check_network:
         check_reachable(ref, runtime, env)  # before anything is created
     try:
-        make_dirs(root, directory)
+        dir_fd = open_dir(root, parts, create=True)
     except OSError as exc:
         raise CacheError(
             f"cannot create {directory} ({exc.strerror}); use a writable cache with --cache-dir DIR"
         ) from None
+    try:
+        return _pull_locked(
+            ref, runtime, options, env, dir_fd, final, notify=notify, write=write, ticker=ticker
+        )
+    finally:
+        os.close(dir_fd)
+
+
+def _pull_locked(
+    ref: ImageRef,
+    runtime: Runtime,
+    options: PullOptions,
+    env: Mapping[str, str],
+    dir_fd: int,
+    final: str,
+    *,
+    notify: Notify,
+    write: Callable[[str], None] | None,
+    ticker: Callable[[float, int], None] | None,
+) -> str:
+    directory, name = os.path.split(final)
 
     def waiting(owner: Owner) -> None:
         notify(f"waiting for the pull of {ref} by {owner.describe()}")
@@ -231,19 +350,30 @@ def pull_into(
         timeout=options.lock_timeout,
         lifetime=options.lock_lifetime,
         on_wait=waiting,
-        ready=(lambda: os.path.isfile(final)) if write is None else None,
+        ready=(lambda: is_image_at(dir_fd, name)) if write is None else None,
+        dir_fd=dir_fd,
     )
     if not lock.acquire():
         notify(f"{ref} was pulled by another process meanwhile")
         return final
     try:
-        if os.path.isfile(final) and write is None:  # pulled just before we took the lock
+        if write is None and is_image_at(dir_fd, name):  # pulled just before we took the lock
             notify(f"{ref} was pulled by another process meanwhile")
             return final
-        clean_leftovers(directory, name, max_age=max(options.lock_lifetime, 3600.0))
-        tmp = temp_name(final, runtime.suffix)
+        clean_leftovers(directory, name, max_age=max(options.lock_lifetime, 3600.0), dir_fd=dir_fd)
+        work = work_dir_name(name)
+        try:
+            os.mkdir(work, 0o700, dir_fd=dir_fd)
+            work_fd = os.open(
+                work, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd
+            )
+        except OSError as exc:
+            raise CacheError(f"cannot write {directory}: {exc.strerror}") from None
+        tmp = os.path.join(directory, work, name)
         scratch = tempfile.mkdtemp(prefix="slurmc-pull-")
         try:
+            if os.fstat(work_fd).st_uid != os.geteuid():
+                raise CacheError(f"{directory}: {work} was replaced by another user's directory")
             if write is not None:
                 write(tmp)
             else:
@@ -259,17 +389,25 @@ def pull_into(
                             raise _space_error(directory, exc.stderr) or PullError(
                                 f"pulling {ref} failed: {exc}; nothing was published"
                             ) from None
-                size = os.path.getsize(tmp) if os.path.exists(tmp) else 0
+                try:
+                    size = os.stat(name, dir_fd=work_fd, follow_symlinks=False).st_size
+                except OSError:
+                    size = 0
                 notify(f"pulled {ref} ({size / 1e6:.1f} MB) in {time.monotonic() - started:.1f} s")
-            check_image(tmp, runtime.format)
-            publish(tmp, final)
+            publish_at(work_fd, name, dir_fd, name, runtime.format, final)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise _space_error(directory, "no space left") or CacheError(str(exc)) from None
+            if exc.errno in (errno.EPERM, errno.EACCES) and os.path.lexists(final):
+                raise CacheError(
+                    f"cannot replace {final}: it belongs to another user and the directory is "
+                    "sticky; ask its owner or the cache's owner"
+                ) from None
             raise CacheError(f"cannot write {directory}: {exc.strerror}") from None
         finally:
+            os.close(work_fd)
             with contextlib.suppress(OSError):
-                os.unlink(tmp)
+                _rmtree_at(dir_fd, work)
             shutil.rmtree(scratch, ignore_errors=True)
     finally:
         lock.release()
