@@ -9,8 +9,9 @@
 4. Clean leftovers of earlier pulls of this image that were killed.
 5. Make a private directory (mode 0700) ``.<name>.pulling.<host>.<pid>.<rand>``
    beside the image (same file system, so the rename is atomic) and let the
-   runtime's own command write the image in it. No other user can create,
-   rename or replace anything inside it.
+   runtime's own command write the image in it, through ``/proc/<pid>/fd/<fd>``
+   so that no rename in the shared tree can redirect it. No other user can
+   create, rename or replace anything inside it.
 6. Open the result with ``O_NOFOLLOW`` and check, on the descriptor, that it is a
    regular file we own; check it is a whole image (SIF header, SquashFS
    superblock, OCI index), ``fchmod`` it group- and world-readable, ``fsync``,
@@ -267,6 +268,24 @@ def publish_at(work_fd: int, name: str, dir_fd: int, final_name: str, fmt: str, 
         os.fsync(dir_fd)
 
 
+def _anchored(work_fd: int, name: str) -> str | None:
+    """``/proc/<our pid>/fd/<work_fd>/<name>``: a path to the private directory that no
+    rename or link in the shared tree can redirect (the kernel resolves it through our
+    descriptor), for the runtime's command to write to; None where /proc cannot do it.
+
+    The private directory alone is not enough: in a directory without the sticky bit
+    another member of the group may rename it away and put a symbolic link in its place,
+    and a command given the plain path would then write where the link points.
+    """
+    via = f"/proc/{os.getpid()}/fd/{work_fd}"
+    try:
+        if os.path.samestat(os.stat(via), os.fstat(work_fd)):
+            return f"{via}/{name}"
+    except OSError:
+        pass
+    return None
+
+
 def work_dir_name(name: str) -> str:
     """The private directory of one pull: ``.<name>.pulling.<host>.<pid>.<rand>``."""
     return f".{name}.pulling.{HOST}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
@@ -369,7 +388,7 @@ def _pull_locked(
             )
         except OSError as exc:
             raise CacheError(f"cannot write {directory}: {exc.strerror}") from None
-        tmp = os.path.join(directory, work, name)
+        tmp = _anchored(work_fd, name) or os.path.join(directory, work, name)
         scratch = tempfile.mkdtemp(prefix="slurmc-pull-")
         try:
             if os.fstat(work_fd).st_uid != os.geteuid():
@@ -386,8 +405,9 @@ def _pull_locked(
                                 step.argv, env={**env, **step.env}, timeout=options.pull_timeout
                             )
                         except ExternalCommandError as exc:
+                            said = str(exc).replace(tmp, os.path.join(directory, work, name))
                             raise _space_error(directory, exc.stderr) or PullError(
-                                f"pulling {ref} failed: {exc}; nothing was published"
+                                f"pulling {ref} failed: {said}; nothing was published"
                             ) from None
                 try:
                     size = os.stat(name, dir_fd=work_fd, follow_symlinks=False).st_size
