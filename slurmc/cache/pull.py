@@ -286,6 +286,24 @@ def _anchored(work_fd: int, name: str) -> str | None:
     return None
 
 
+def _remove_work_dir(dir_fd: int, work_fd: int, work: str) -> None:
+    """Remove our private directory, under its current name if someone renamed it,
+    and nothing else (a link or directory put in its place is left alone)."""
+    names = [work]
+    with contextlib.suppress(OSError):
+        names.insert(0, os.path.basename(os.readlink(f"/proc/self/fd/{work_fd}")))
+    try:
+        ours = os.fstat(work_fd)
+        for candidate in names:
+            with contextlib.suppress(OSError):
+                st = os.stat(candidate, dir_fd=dir_fd, follow_symlinks=False)
+                if os.path.samestat(st, ours):
+                    _rmtree_at(dir_fd, candidate)
+                    return
+    finally:
+        os.close(work_fd)
+
+
 def work_dir_name(name: str) -> str:
     """The private directory of one pull: ``.<name>.pulling.<host>.<pid>.<rand>``."""
     return f".{name}.pulling.{HOST}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
@@ -425,9 +443,7 @@ def _pull_locked(
                 ) from None
             raise CacheError(f"cannot write {directory}: {exc.strerror}") from None
         finally:
-            os.close(work_fd)
-            with contextlib.suppress(OSError):
-                _rmtree_at(dir_fd, work)
+            _remove_work_dir(dir_fd, work_fd, work)
             shutil.rmtree(scratch, ignore_errors=True)
     finally:
         lock.release()

@@ -178,3 +178,44 @@ def test_listing_inverts_every_runtime_naming(tmp_path):
             ref = parse_reference(text)
             back = ref_from_relpath(rt.cache_relpath(ref), rt)
             assert back is not None and back.canonical() == ref.canonical()
+
+
+def test_two_holders_of_one_lock_are_harmless(tmp_path, squashfs, monkeypatch):
+    """The stale-break window of lock.py (ImageLock._break) can leave two holders:
+    each pulls into its own private directory and publishes a checked image by
+    rename, so the result is one complete image and nothing left behind."""
+    import threading
+
+    from slurmc.cache.lock import ImageLock
+
+    monkeypatch.setattr(ImageLock, "acquire", lambda self: True)  # no exclusion at all
+    rt = ScriptedRuntime(script=f'head -c 4096 {squashfs} > "$1"; sleep 0.3; cat {squashfs} > "$1"')
+    root = tmp_path / "root"
+    results, errors = [], []
+
+    def pull():
+        try:
+            results.append(pull_into(REF, rt, str(root), OPTS, {}))
+        except Exception as exc:  # pragma: no cover - the assertion below shows it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=pull) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == [] and len(results) == 2 and results[0] == results[1]
+    assert Path(results[0]).read_bytes() == squashfs.read_bytes()
+    left = [p.name for p in Path(results[0]).parent.iterdir()]
+    assert left == ["img:v1.sqfs"]
+
+
+def test_a_reference_whose_temp_names_pass_255_bytes_is_refused_before_writing(tmp_path):
+    ref = parse_reference("127.0.0.1:5999/team/img:" + "t" * 120)
+    long = parse_reference("127.0.0.1:5999/team/" + "n" * 210 + ":v1")
+    rt = ScriptedRuntime(script="exit 1")
+    with pytest.raises(CacheError, match=r"past the 255-byte limit.*shorter tag"):
+        pull_into(long, rt, str(tmp_path / "root"), OPTS, {})
+    assert not (tmp_path / "root").exists()
+    with pytest.raises(PullError):
+        pull_into(ref, rt, str(tmp_path / "root2"), OPTS, {})
