@@ -212,7 +212,7 @@ def test_two_holders_of_one_lock_are_harmless(tmp_path, squashfs, monkeypatch):
 
 def test_a_reference_whose_temp_names_pass_255_bytes_is_refused_before_writing(tmp_path):
     ref = parse_reference("127.0.0.1:5999/team/img:" + "t" * 120)
-    long = parse_reference("127.0.0.1:5999/team/" + "n" * 210 + ":v1")
+    long = parse_reference("127.0.0.1:5999/team/" + "n" * 235 + ":v1")
     rt = ScriptedRuntime(script="exit 1")
     with pytest.raises(CacheError, match=r"past the 255-byte limit.*shorter tag"):
         pull_into(long, rt, str(tmp_path / "root"), OPTS, {})
