@@ -165,19 +165,21 @@ def _log_path(
 def _with_tag(job: Job, tag: str) -> tuple[Job, str | None]:
     """The job with its --comment carrying *tag*, after the user's own comment if any.
 
-    A ``--sbatch-arg=--comment=...`` would override the tagged directive, so its value
-    becomes the user's comment instead.
+    A ``--sbatch-arg`` holding ``--comment`` (in any spelling sbatch accepts, such as
+    ``--comm=x``) would override the tagged directive, so its value becomes the user's
+    comment instead (the last one, as in sbatch); the other options are kept in sbatch's
+    full spelling, so none of them can be read as a second ``--comment``.
     """
     from .backends.base import tagged_comment
 
     res = job.resources
     user = res.comment
     extra = []
-    for arg in res.extra:
-        if arg.startswith("--comment="):
-            user = arg.split("=", 1)[1]
+    for flag, value in res.extra_options():
+        if flag == "--comment":
+            user = value
         else:
-            extra.append(arg)
+            extra.append(flag if value is None else f"{flag}={value}")
     res = replace(res, comment=tagged_comment(user, tag), extra=tuple(extra))
     return replace(job, resources=res), user
 

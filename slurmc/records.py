@@ -45,7 +45,10 @@ SCHEMA = 1
 #: Images up to this size are hashed at submission (about 0.1 s); bigger ones later.
 DIGEST_AT_SUBMIT_MAX = 64 << 20
 _SAFE = re.compile(r"[^A-Za-z0-9_-]")
-_JOB_ID = re.compile(r"\d+(?:_\d+)?\Z")
+_JOB_ID = re.compile(r"([0-9]+)(?:_([0-9]+))?\Z", re.ASCII)
+#: Slurm job ids are uint32 and 0xfffffffe/0xffffffff mean NO_VAL/INFINITE; scancel
+#: truncates a bigger number to 32 bits (4294967296 + J cancels J), so refuse it here.
+MAX_JOB_ID = 0xFFFFFFFD
 
 Record = dict[str, Any]
 
@@ -71,8 +74,15 @@ def record_name(job_id: str, cluster: str) -> str:
 
 
 def check_job_id(text: str) -> str:
-    if not _JOB_ID.match(text):
+    """A job id (``1234`` or ``1234_5``): ASCII digits within Slurm's 32-bit range."""
+    m = _JOB_ID.match(text)
+    if not m:
         raise ValidationError(f"{text!r} is not a job id; expected digits such as 1234")
+    if any(int(part) > MAX_JOB_ID for part in m.groups() if part) or int(m.group(1)) == 0:
+        raise ValidationError(
+            f"{text!r} is not a job id: Slurm's ids run from 1 to {MAX_JOB_ID} "
+            "(a bigger number would be cut to 32 bits by scancel and name another job)"
+        )
     return text
 
 
@@ -220,7 +230,7 @@ def _int_env(env: Mapping[str, str], name: str, default: int) -> int:
     text = env.get(name)
     if not text:
         return default
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise ValidationError(f"{name}={text!r} is invalid; expected a size in bytes")
     return int(text)
 
