@@ -83,9 +83,9 @@ class TestAsciiNumbers:
             ("mem", "٨G"),
             ("nodes", "٢"),
             ("gpus_per_node", "mi250:٨"),
-            ("gpus_per_node", "８"),  # fullwidth
+            ("gpus_per_node", "\uff18"),  # fullwidth 8
             ("cpus_per_task", "٣"),
-            ("ntasks_per_node", "𝟚"),
+            ("ntasks_per_node", "\U0001d7da"),  # double-struck 2
         ],
     )
     def test_unicode_digits_are_refused(self, field, value):
