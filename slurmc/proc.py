@@ -20,6 +20,16 @@ _HINTS = {
 }
 
 
+def _cannot_run(tool: str, exc: OSError) -> ToolMissingError:
+    import shutil
+
+    where = shutil.which(tool) or tool
+    return ToolMissingError(
+        f"{tool} ({where}) exists but cannot be run ({exc.strerror}); check that it is an "
+        "executable program (chmod +x) or put a working one first on PATH"
+    )
+
+
 @dataclass(frozen=True)
 class Result:
     argv: tuple[str, ...]
@@ -47,6 +57,7 @@ def run(
             env=dict(env) if env is not None else None,
             capture_output=True,
             text=True,
+            errors="replace",  # a tool's output that is not UTF-8 is shown, not a traceback
             timeout=timeout,
             check=False,
         )
@@ -54,8 +65,14 @@ def run(
         raise ToolMissingError(
             f"{argv[0]} not found on PATH; {_HINTS.get(argv[0], 'install it or fix PATH')}"
         ) from None
+    except OSError as exc:  # found but not runnable: EACCES, ENOEXEC...
+        raise _cannot_run(argv[0], exc) from None
     except subprocess.TimeoutExpired as exc:
-        err = exc.stderr.decode() if isinstance(exc.stderr, bytes) else (exc.stderr or "")
+        err = (
+            exc.stderr.decode(errors="replace")
+            if isinstance(exc.stderr, bytes)
+            else (exc.stderr or "")
+        )
         raise ExternalCommandError(argv[0], -1, err + f"\ntimed out after {timeout:g} s") from None
     result = Result(tuple(argv), cp.returncode, cp.stdout or "", cp.stderr or "")
     if check and cp.returncode != 0:
@@ -74,5 +91,7 @@ def run_foreground(
         raise ToolMissingError(
             f"{argv[0]} not found on PATH; {_HINTS.get(argv[0], 'install it or fix PATH')}"
         ) from None
+    except OSError as exc:
+        raise _cannot_run(argv[0], exc) from None
     # A child killed by a signal: report it the way a shell would (128 + N).
     return cp.returncode if cp.returncode >= 0 else 128 - cp.returncode
