@@ -269,10 +269,26 @@ def write(env: Mapping[str, str], record: Record) -> Path:
     return path
 
 
-_STR_FIELDS = (
-    "cluster site site_source tag comment user_comment submitted_at submit_host cwd "
-    "command_line job_name partition account array output error output_pattern script"
-).split()
+_STR_FIELDS = [
+    "cluster",
+    "site",
+    "site_source",
+    "tag",
+    "comment",
+    "user_comment",
+    "submitted_at",
+    "submit_host",
+    "cwd",
+    "command_line",
+    "job_name",
+    "partition",
+    "account",
+    "array",
+    "output",
+    "error",
+    "output_pattern",
+    "script",
+]
 _IMAGE_INTS = ("size", "mtime_ns", "ctime_ns", "inode", "device")
 #: a record is a few KiB; anything much bigger is not one of ours
 MAX_RECORD_BYTES = 4 << 20
