@@ -173,14 +173,8 @@ def _with_tag(job: Job, tag: str) -> tuple[Job, str | None]:
     from .backends.base import tagged_comment
 
     res = job.resources
-    user = res.comment
-    extra = []
-    for flag, value in res.extra_options():
-        if flag == "--comment":
-            user = value
-        else:
-            extra.append(flag if value is None else f"{flag}={value}")
-    res = replace(res, comment=tagged_comment(user, tag), extra=tuple(extra))
+    user, extra = res.split_comment()
+    res = replace(res, comment=tagged_comment(user, tag), extra=extra)
     return replace(job, resources=res), user
 
 

@@ -118,6 +118,18 @@ class Resources:
 
         return [pair for arg in self.extra for pair in parse(arg)]
 
+    def split_comment(self) -> tuple[str | None, tuple[str, ...]]:
+        """The job's own comment (``--comment``, then any ``--sbatch-arg`` spelling of it,
+        the last winning as in sbatch) and the other ``--sbatch-arg`` options, in full."""
+        comment = self.comment
+        rest = []
+        for flag, value in self.extra_options():
+            if flag == "--comment":
+                comment = value
+            else:
+                rest.append(flag if value is None else f"{flag}={value}")
+        return comment, tuple(rest)
+
     def asks(self, option: str) -> bool:
         """Whether the ``--sbatch-arg`` options hold *option* (e.g. ``--exclusive``),
         however it was spelled (``--excl=...`` is ambiguous, ``--exclusiv`` is not)."""
