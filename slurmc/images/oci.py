@@ -234,7 +234,7 @@ def open_oci(path: str) -> OciImage:
         index = _json(store.read("index.json"), where)
         desc = _choose(list(_field(index, "manifests", list, where) or []), where)
         seen: set[str] = set()
-        while desc.get("mediaType") in INDEX_TYPES:  # an index of indexes (multi-platform)
+        while str(desc.get("mediaType")) in INDEX_TYPES:  # an index of indexes (multi-platform)
             digest = str(desc.get("digest"))
             if digest in seen or len(seen) >= MAX_INDEX_DEPTH:
                 raise ImageFormatError(

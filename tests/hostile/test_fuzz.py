@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from slurmc.errors import SlurmcError, ValidationError
@@ -244,6 +244,12 @@ def _tar(files: dict[str, bytes]) -> bytes:
     blobs=st.lists(RAW, min_size=3, max_size=3),
     as_tar=st.booleans(),
     docker=st.none() | RAW,
+)
+@example(  # found by a longer randomised run: a mediaType that is a list
+    index=b'{"manifests": [{"mediaType": [], "digest": "sha256:' + b"a" * 64 + b'"}]}',
+    blobs=[b'{"manifests": []}', b"[]", b'{"manifests": []}'],
+    as_tar=False,
+    docker=None,
 )
 def test_oci_layouts_and_archives(index, blobs, as_tar, docker):
     from slurmc.images.oci import open_oci
