@@ -124,3 +124,30 @@ class TestJobIds:
     def test_ids_slurm_would_misread_are_refused(self, text):
         with pytest.raises(ValidationError, match="not a job id"):
             check_job_id(text)
+
+
+class TestExclusiveForGpuBinding:
+    """The same parse decides --exclusive for LUMI-G binding, whatever the spelling."""
+
+    @pytest.mark.parametrize(
+        ("extra", "bound"),
+        [
+            (("--exclusive",), True),
+            (("--exclusiv",), True),
+            (("--exclusive=user",), True),
+            (("--hold",), False),
+            (("--exclude=n1",), False),
+            (("--job-name=--exclusive",), False),
+        ],
+    )
+    def test_binding(self, clean_env, tmp_path, extra, bound):
+        from slurmc.job import JobRequest, plan
+        from slurmc.sites import load_site
+
+        site = load_site("lumi", clean_env)
+        img = tmp_path / "img.sif"
+        img.write_bytes(b"")
+        base = {"account": "p", "partition": "small-g", "gpus_per_node": "2"}
+        req = JobRequest(image=str(img), command=("x",), resources=base, extra=extra)
+        job = plan(req, site, clean_env, "/")
+        assert bool(job.cpu_bind) is bound

@@ -219,3 +219,33 @@ def test_a_reference_whose_temp_names_pass_255_bytes_is_refused_before_writing(t
     assert not (tmp_path / "root").exists()
     with pytest.raises(PullError):
         pull_into(ref, rt, str(tmp_path / "root2"), OPTS, {})
+
+
+def test_a_link_at_an_image_name_is_not_an_image_and_is_replaced_by_a_pull(tmp_path, squashfs):
+    from slurmc.cache.layout import lookup
+
+    root = tmp_path / "root"
+    rt = ScriptedRuntime(script=f'cp {squashfs} "$1"')
+    rel = rt.cache_relpath(REF)
+    victim = tmp_path / "private"
+    victim.write_text("mine")
+    victim.chmod(0o600)
+    (root / rel).parent.mkdir(parents=True)
+    (root / rel).symlink_to(victim)
+    assert lookup(str(root), rel) is None
+    assert [e.relpath for e in scan(str(root), rt)] == []
+    path = pull_into(REF, rt, str(root), OPTS, {})
+    assert not Path(path).is_symlink() and Path(path).read_bytes() == squashfs.read_bytes()
+    assert victim.read_text() == "mine" and stat.S_IMODE(victim.stat().st_mode) == 0o600
+
+
+def test_a_link_in_place_of_a_directory_is_refused_in_one_line(tmp_path, squashfs):
+    root = tmp_path / "root"
+    root.mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (root / "127.0.0.1:5999").symlink_to(elsewhere)
+    rt = ScriptedRuntime(script=f'cp {squashfs} "$1"')
+    with pytest.raises(CacheError, match=r"is not a directory.*never follows links"):
+        pull_into(REF, rt, str(root), OPTS, {})
+    assert list(elsewhere.iterdir()) == []
