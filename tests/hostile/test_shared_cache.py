@@ -11,9 +11,12 @@ image or fails with one line.
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import stat
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -166,8 +169,6 @@ def test_racing_links_over_the_pull_never_redirect_it(
     result = group.py(group.victim, VICTIM_PULL, str(shared_cache), str(squashfs), "0.4")
     out, err = attacker.communicate(timeout=30)
     assert attacker.returncode == 0, err
-    import json
-
     attack = json.loads(out.strip().splitlines()[-1])
     assert attack["moved"] + attack["swapped"] >= 1  # the race really was run
     _assert_untouched(group, secret, drop)
@@ -249,3 +250,23 @@ def test_in_a_sticky_cache_others_cannot_prune_or_remove_your_images(group, stic
     r = _slurmc(group, group.victim, "cache", "prune", *common, "--max-size", "0")
     assert r.returncode == 0, r.stderr
     assert not final.exists() and not bad.exists()  # the owner can
+
+
+def test_in_a_sticky_cache_a_dead_pull_of_another_user_is_reported_not_waited_on(
+    group, sticky_cache, squashfs
+):
+    result = group.py(group.victim, VICTIM_PULL, str(sticky_cache), str(squashfs), "0")
+    assert result["ok"], result
+    d = (sticky_cache / REL).parent
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    lock = d / ".other:v1.sqfs.lock"
+    owner = {"host": socket.gethostname(), "pid": dead.pid, "since": 0, "token": "dead"}
+    r = group.run(group.victim, ["sh", "-c", f"echo '{json.dumps(owner)}' > '{lock}'"])
+    assert r.returncode == 0, r.stderr
+    code = VICTIM_PULL.replace("img:v1", "other:v1")
+    t0 = time.monotonic()
+    result = group.py(group.attacker, code, str(sticky_cache), str(squashfs), "0")
+    assert not result["ok"] and time.monotonic() - t0 < 20
+    assert "cannot be removed by you" in result["error"] and "sticky" in result["error"]
+    assert lock.exists()
