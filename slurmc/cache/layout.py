@@ -5,10 +5,13 @@ start with ``.`` are slurmc's own (locks, pulls in progress) and are never
 images. Listing walks the tree with ``os.scandir`` (one ``stat`` per entry).
 
 Other members of the cache's group can write every directory of a shared root,
-so below the root slurmc never follows a symbolic link: directories are walked
-one component at a time with ``O_NOFOLLOW|O_DIRECTORY`` and used through their
-descriptors, and an image is an image only if ``lstat`` calls it a regular file.
-A link found where a directory or image should be is reported, never used.
+so below the root slurmc never follows a symbolic link someone else made:
+directories are walked one component at a time with ``O_NOFOLLOW|O_DIRECTORY``
+and used through their descriptors, and an image is an image only if ``lstat``
+calls it a regular file. A link is followed only when it belongs to the user
+running slurmc or to root (an image linked in by yourself or by the cache's
+administrator); any other link found where a directory or image should be is
+reported or skipped, never used.
 """
 
 from __future__ import annotations
@@ -100,19 +103,36 @@ def scan(root: str, runtime: Runtime) -> Iterator[Entry]:
                 if entry.is_dir(follow_symlinks=False):
                     stack.append(rel)
                     continue
-                if not entry.is_file(follow_symlinks=False):
-                    continue  # a symbolic link, FIFO, socket...: never an image
                 ref = ref_from_relpath(rel, runtime)
                 if ref is None:
                     continue
                 try:
                     st = entry.stat(follow_symlinks=False)
+                    if trusted_link(st):
+                        st = entry.stat()  # linked in by you or root: the file it names
                 except OSError:
                     continue
+                if not stat.S_ISREG(st.st_mode):
+                    continue  # someone else's link, a FIFO, a socket...: never an image
                 yield Entry(root, rel, ref, st.st_size, st.st_mtime, st.st_atime)
 
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def trusted_link(st: os.stat_result) -> bool:
+    """A symbolic link slurmc may follow: made by the user running it, or by root."""
+    return stat.S_ISLNK(st.st_mode) and st.st_uid in (os.geteuid(), 0)
+
+
+def _open_trusted_link(parent: int, part: str, path: str) -> int:
+    """Open the directory a link points to, if the link is trusted; else CacheError."""
+    try:
+        if trusted_link(os.stat(part, dir_fd=parent, follow_symlinks=False)):
+            return os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=parent)
+    except OSError:
+        pass
+    raise _not_a_directory(path)
 
 
 def _not_a_directory(path: str) -> CacheError:
@@ -156,15 +176,17 @@ def open_dir(root: str, parts: list[str], *, create: bool = False) -> int:
                     child = os.open(part, _DIR_FLAGS, dir_fd=fd)
                 except OSError as exc:
                     if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                        raise _not_a_directory(path) from None
-                    raise
+                        child = _open_trusted_link(fd, part, path)
+                    else:
+                        raise
                 st = os.fstat(child)
                 if made and st.st_uid == os.geteuid():  # still the one we made
                     os.fchmod(child, DIR_MODE | sticky)
             except OSError as exc:
                 if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                    raise _not_a_directory(path) from None
-                raise
+                    child = _open_trusted_link(fd, part, path)
+                else:
+                    raise
             os.close(fd)
             fd = child
         return fd
@@ -180,15 +202,18 @@ def make_dirs(root: str, directory: str) -> None:
 
 
 def is_image_at(dir_fd: int, name: str) -> bool:
-    """Whether *name* in the open directory is a regular file (a link is not)."""
+    """Whether *name* in the open directory is a regular file (or a trusted link to one)."""
     try:
-        return stat.S_ISREG(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        if trusted_link(st):
+            st = os.stat(name, dir_fd=dir_fd)
+        return stat.S_ISREG(st.st_mode)
     except OSError:
         return False
 
 
 def lookup(root: str, relpath: str) -> str | None:
-    """``root/relpath`` if it is a regular file reached through real directories only."""
+    """``root/relpath`` if it is a regular file reached without links others made."""
     *parts, name = relpath.split("/")
     try:
         fd = open_dir(root, parts)

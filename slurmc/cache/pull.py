@@ -286,6 +286,37 @@ def _anchored(work_fd: int, name: str) -> str | None:
     return None
 
 
+def _make_work_dir(dir_fd: int, directory: str, name: str, tries: int = 5) -> tuple[str, int]:
+    """Make our private pull directory and open it: ``(name, descriptor)``.
+
+    Between the mkdir and the open another member may rename it away and put a link
+    or a directory of theirs in its place; the open (no link followed) or the check
+    (ours, 0700, empty) then fails and a new name is tried.
+    """
+    for _ in range(tries):
+        work = work_dir_name(name)
+        try:
+            os.mkdir(work, 0o700, dir_fd=dir_fd)
+        except OSError as exc:
+            raise CacheError(f"cannot write {directory}: {exc.strerror}") from None
+        try:
+            fd = os.open(work, _DIRF, dir_fd=dir_fd)
+        except OSError:
+            continue  # replaced by a link or a file before we could open it
+        st = os.fstat(fd)
+        if (
+            st.st_uid == os.geteuid()
+            and stat.S_IMODE(st.st_mode) & 0o077 == 0
+            and not os.listdir(fd)
+        ):
+            return work, fd
+        os.close(fd)
+    raise CacheError(
+        f"{directory}: another user keeps replacing slurmc's private pull directory; nothing "
+        "was published. Ask the cache's owner to set the sticky bit (chmod +t) on the cache"
+    )
+
+
 def _remove_work_dir(dir_fd: int, work_fd: int, work: str) -> None:
     """Remove our private directory, under its current name if someone renamed it,
     and nothing else (a link or directory put in its place is left alone)."""
@@ -398,19 +429,10 @@ def _pull_locked(
             notify(f"{ref} was pulled by another process meanwhile")
             return final
         clean_leftovers(directory, name, max_age=max(options.lock_lifetime, 3600.0), dir_fd=dir_fd)
-        work = work_dir_name(name)
-        try:
-            os.mkdir(work, 0o700, dir_fd=dir_fd)
-            work_fd = os.open(
-                work, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd
-            )
-        except OSError as exc:
-            raise CacheError(f"cannot write {directory}: {exc.strerror}") from None
+        work, work_fd = _make_work_dir(dir_fd, directory, name)
         tmp = _anchored(work_fd, name) or os.path.join(directory, work, name)
         scratch = tempfile.mkdtemp(prefix="slurmc-pull-")
         try:
-            if os.fstat(work_fd).st_uid != os.geteuid():
-                raise CacheError(f"{directory}: {work} was replaced by another user's directory")
             if write is not None:
                 write(tmp)
             else:

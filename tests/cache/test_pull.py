@@ -232,6 +232,8 @@ def test_a_link_at_an_image_name_is_not_an_image_and_is_replaced_by_a_pull(tmp_p
     victim.chmod(0o600)
     (root / rel).parent.mkdir(parents=True)
     (root / rel).symlink_to(victim)
+    assert lookup(str(root), rel) == str(root / rel)  # a link of your own (or root's) is used
+    os.lchown(root / rel, 4242, -1)  # another user's link is not
     assert lookup(str(root), rel) is None
     assert [e.relpath for e in scan(str(root), rt)] == []
     path = pull_into(REF, rt, str(root), OPTS, {})
@@ -245,6 +247,7 @@ def test_a_link_in_place_of_a_directory_is_refused_in_one_line(tmp_path, squashf
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     (root / "127.0.0.1:5999").symlink_to(elsewhere)
+    os.lchown(root / "127.0.0.1:5999", 4242, -1)  # another user's link
     rt = ScriptedRuntime(script=f'cp {squashfs} "$1"')
     with pytest.raises(CacheError, match=r"is not a directory.*never follows links"):
         pull_into(REF, rt, str(root), OPTS, {})

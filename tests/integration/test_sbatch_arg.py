@@ -4,6 +4,7 @@ as slurmc's table says, and the retry tag stays in the job's comment whatever is
 from __future__ import annotations
 
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
@@ -115,11 +116,12 @@ def test_the_retry_tag_stays_in_the_jobs_comment(cluster, images, tmp_path: Path
 
 @pytest.mark.parametrize("arg", ["--hold --comment=two", "--co=x", "--hold=--comment=x"])
 def test_an_argument_that_would_drop_the_tag_submits_nothing(cluster, images, tmp_path, arg):
-    before = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout
+    name = f"slurmc-droptag-{uuid.uuid4().hex[:12]}"  # other test runs share this cluster
     r = slurmc(
         "run",
         "--site",
         "devcluster",
+        f"--job-name={name}",
         f"--sbatch-arg={arg}",
         str(images.plain_sqfs),
         "--",
@@ -129,5 +131,10 @@ def test_an_argument_that_would_drop_the_tag_submits_nothing(cluster, images, tm
     )
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "--sbatch-arg" in r.stderr
-    after = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout
-    assert set(after.split()) <= set(before.split())
+    jobs = subprocess.run(
+        ["squeue", "-h", "-a", "-t", "all", "-n", name, "-o", "%i"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert jobs.strip() == ""
