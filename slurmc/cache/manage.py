@@ -16,7 +16,8 @@ from ..runtimes import Runtime
 from .formats import check_image, detect_format
 from .layout import Entry, lookup, open_dir, scan
 from .lock import HOST, ImageLock, pid_alive, read_owner
-from .pull import PullOptions, clean_leftovers, pull_into
+from .pull import PullOptions, pull_into
+from .workdir import clean_leftovers
 
 _SIZE = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
