@@ -111,8 +111,9 @@ def cache_pull(
         raise CacheError("give either a REFERENCE or --default cpu|cuda|rocm")
     ref = default_refs(s.default_images, default) if default else parse_reference(reference)
     rel = runtime.cache_relpath(ref)
-    found = [os.path.join(r, rel) for r in (*roots.catalogs, *roots.caches)]
-    path = next((p for p in found if os.path.isfile(p)), None)
+    from .cache.layout import lookup
+
+    path = next((p for r in (*roots.catalogs, *roots.caches) if (p := lookup(r, rel))), None)
     if path is None:
         options = PullOptions(
             executable=s.executable, lock_timeout=lock_timeout, pull_timeout=pull_timeout
@@ -181,15 +182,22 @@ def cache_prune(
     budget = parse_size(max_size) if max_size else None
     plan = plan_prune(entries(roots.caches, runtime), max_size=budget, older_than_days=older_than)
     leftovers = stale_leftovers(roots.caches)
+    from .cache.manage import unlink_entry
+
+    failed = 0
     for e in plan.remove:
         typer.echo(f"{'would remove' if dry_run else 'removing'} {e.path} ({human_size(e.size)})")
-        if not dry_run:
-            os.unlink(e.path)
+        why = None if dry_run else unlink_entry(e)
+        if why:
+            failed += 1
+            typer.echo(f"slurmc: cannot remove {e.path}: {why}", err=True)
     for path in leftovers:
         typer.echo(f"{'would clean' if dry_run else 'cleaning'} {path}")
     if not dry_run:
         clean(leftovers)
     typer.echo(f"kept {human_size(plan.keep_bytes)}")
+    if failed:
+        raise typer.Exit(1)
 
 
 @cache_app.command("verify")
@@ -208,7 +216,11 @@ def cache_verify(
     for e, why in bad:
         typer.echo(f"BAD {e.path}: {why}")
         if remove_bad:
-            os.unlink(e.path)
+            from .cache.manage import unlink_entry
+
+            failure = unlink_entry(e)
+            if failure:
+                typer.echo(f"slurmc: cannot remove {e.path}: {failure}", err=True)
     typer.echo(f"{len(found) - len(bad)} of {len(found)} images ok")
     if bad:
         raise typer.Exit(1)

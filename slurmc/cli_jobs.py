@@ -49,12 +49,16 @@ def _note(message: str) -> None:
     typer.echo(f"slurmc: {message}", err=True)
 
 
+def _damaged(path: Path, why: str) -> None:
+    _note(f"warning: skipping the damaged job record {path} ({why}); remove it if unneeded")
+
+
 def _one(env: Mapping[str, str], job_id: str, cluster: str | None) -> tuple[Path, Record]:
     from . import records
     from .backends.sbatch import configured_cluster
     from .errors import ValidationError
 
-    found = records.find(env, job_id, cluster)
+    found = records.find(env, job_id, cluster, on_damaged=_damaged)
     if not found:
         raise ValidationError(
             f"no record of job {job_id} in {records.jobs_dir(env)}"
@@ -178,7 +182,7 @@ def jobs_list(
     if last < 0:
         raise ValidationError(f"--last: {last} is negative; give a count, or 0 for all")
     env = dict(os.environ)
-    recs = list(records.all_records(env))
+    recs = list(records.all_records(env, on_damaged=_damaged))
     if last:
         recs = recs[:last]
     states = _live(env, recs)
@@ -363,6 +367,13 @@ def jobs_logs(
         raise ValidationError(
             f"{output} does not exist (yet); a pending job has written nothing: "
             f"use --follow to wait for it"
+        )
+    if output == os.devnull:  # --output=/dev/null: the job's output was thrown away
+        return
+    if not os.path.isfile(output):
+        raise ValidationError(
+            f"{output} is not a regular file (a FIFO, device or directory); "
+            "slurmc prints only regular output files"
         )
     _copy_file(output, _stdout_write)
     if error and error != output and os.path.exists(error):

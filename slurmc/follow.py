@@ -18,6 +18,7 @@ What cluster admins ask of tools, and how it is kept:
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -167,7 +168,13 @@ class Tail:
 
     def pump(self) -> int:
         try:
-            with open(self.path, "rb") as f:
+            # O_NONBLOCK: a FIFO (or device) put where the output should be must not block
+            # the open; only a regular file is read
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                return 0
+            with os.fdopen(fd, "rb") as f:
                 self.seen = True
                 size = os.fstat(f.fileno()).st_size
                 if size < self.offset:

@@ -391,7 +391,7 @@ def _json_list(text: str, what: str) -> list[dict[str, Any]] | None:
     start = text.find("[")
     try:
         value = json.loads(text[start:] if start >= 0 else text)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise ImageFormatError(f"--exec: the container's {what} output is not JSON") from None
     if not isinstance(value, list):
         raise ImageFormatError(f"--exec: the container's {what} output is not a JSON list")

@@ -415,8 +415,11 @@ def _gpu_binding(
     masks = partition.cpu_bind_masks
     if not masks or resources.gpus_per_node is None:
         return (), ()
+    from .sbatch_options import parse
+
+    # the --sbatch-arg options as sbatch reads them (--exclusiv, -s... in any spelling)
     exclusive = partition.whole_node or any(
-        a == "--exclusive" or a.startswith("--exclusive=") for a in extra
+        flag == "--exclusive" for arg in extra for flag, _ in parse(arg)
     )
     if not exclusive:
         return (), (

@@ -171,20 +171,16 @@ def _log_path(
 def _with_tag(job: Job, tag: str) -> tuple[Job, str | None]:
     """The job with its --comment carrying *tag*, after the user's own comment if any.
 
-    A ``--sbatch-arg=--comment=...`` would override the tagged directive, so its value
-    becomes the user's comment instead.
+    A ``--sbatch-arg`` holding ``--comment`` (in any spelling sbatch accepts, such as
+    ``--comm=x``) would override the tagged directive, so its value becomes the user's
+    comment instead (the last one, as in sbatch); the other options are kept in sbatch's
+    full spelling, so none of them can be read as a second ``--comment``.
     """
     from .backends.base import tagged_comment
 
     res = job.resources
-    user = res.comment
-    extra = []
-    for arg in res.extra:
-        if arg.startswith("--comment="):
-            user = arg.split("=", 1)[1]
-        else:
-            extra.append(arg)
-    res = replace(res, comment=tagged_comment(user, tag), extra=tuple(extra))
+    user, extra = res.split_comment()
+    res = replace(res, comment=tagged_comment(user, tag), extra=extra)
     return replace(job, resources=res), user
 
 

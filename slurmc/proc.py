@@ -20,6 +20,16 @@ _HINTS = {
 }
 
 
+def _cannot_run(tool: str, exc: OSError) -> ToolMissingError:
+    import shutil
+
+    where = shutil.which(tool) or tool
+    return ToolMissingError(
+        f"{tool} ({where}) exists but cannot be run ({exc.strerror}); check that it is an "
+        "executable program (chmod +x) or put a working one first on PATH"
+    )
+
+
 @dataclass(frozen=True)
 class Result:
     argv: tuple[str, ...]
@@ -57,6 +67,8 @@ def run(
         raise ToolMissingError(
             f"{argv[0]} not found on PATH; {_HINTS.get(argv[0], 'install it or fix PATH')}"
         ) from None
+    except OSError as exc:  # found but not runnable: EACCES, ENOEXEC...
+        raise _cannot_run(argv[0], exc) from None
     except subprocess.TimeoutExpired as exc:
         raw = exc.stderr or ""
         err = raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else raw
@@ -78,5 +90,7 @@ def run_foreground(
         raise ToolMissingError(
             f"{argv[0]} not found on PATH; {_HINTS.get(argv[0], 'install it or fix PATH')}"
         ) from None
+    except OSError as exc:
+        raise _cannot_run(argv[0], exc) from None
     # A child killed by a signal: report it the way a shell would (128 + N).
     return cp.returncode if cp.returncode >= 0 else 128 - cp.returncode

@@ -32,6 +32,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 import tempfile
 import threading
 import time
@@ -45,7 +46,10 @@ SCHEMA = 1
 #: Images up to this size are hashed at submission (about 0.1 s); bigger ones later.
 DIGEST_AT_SUBMIT_MAX = 64 << 20
 _SAFE = re.compile(r"[^A-Za-z0-9_-]")
-_JOB_ID = re.compile(r"\d+(?:_\d+)?\Z")
+_JOB_ID = re.compile(r"([0-9]+)(?:_([0-9]+))?\Z", re.ASCII)
+#: Slurm job ids are uint32 and 0xfffffffe/0xffffffff mean NO_VAL/INFINITE; scancel
+#: truncates a bigger number to 32 bits (4294967296 + J cancels J), so refuse it here.
+MAX_JOB_ID = 0xFFFFFFFD
 
 Record = dict[str, Any]
 
@@ -71,8 +75,15 @@ def record_name(job_id: str, cluster: str) -> str:
 
 
 def check_job_id(text: str) -> str:
-    if not _JOB_ID.match(text):
+    """A job id (``1234`` or ``1234_5``): ASCII digits within Slurm's 32-bit range."""
+    m = _JOB_ID.match(text)
+    if not m:
         raise ValidationError(f"{text!r} is not a job id; expected digits such as 1234")
+    if any(int(part) > MAX_JOB_ID for part in m.groups() if part) or int(m.group(1)) == 0:
+        raise ValidationError(
+            f"{text!r} is not a job id: Slurm's ids run from 1 to {MAX_JOB_ID} "
+            "(a bigger number would be cut to 32 bits by scancel and name another job)"
+        )
     return text
 
 
@@ -152,7 +163,9 @@ def cached_digest(env: Mapping[str, str], image: Mapping[str, Any]) -> str | Non
     """A digest computed before for a file with exactly this identity."""
     try:
         data = json.loads((digests_dir(env) / f"{_digest_key(image)}.json").read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
+        return None
+    if not isinstance(data, dict):
         return None
     if all(data.get(k) == image.get(k) for k in _IDENTITY) and isinstance(data.get("sha256"), str):
         return str(data["sha256"])
@@ -220,7 +233,7 @@ def _int_env(env: Mapping[str, str], name: str, default: int) -> int:
     text = env.get(name)
     if not text:
         return default
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise ValidationError(f"{name}={text!r} is invalid; expected a size in bytes")
     return int(text)
 
@@ -256,15 +269,112 @@ def write(env: Mapping[str, str], record: Record) -> Path:
     return path
 
 
-def load(path: Path) -> Record | None:
-    """A record, or None when the file is unreadable or not a slurmc record."""
+_STR_FIELDS = [
+    "cluster",
+    "site",
+    "site_source",
+    "tag",
+    "comment",
+    "user_comment",
+    "submitted_at",
+    "submit_host",
+    "cwd",
+    "command_line",
+    "job_name",
+    "partition",
+    "account",
+    "array",
+    "output",
+    "error",
+    "output_pattern",
+    "script",
+]
+_IMAGE_INTS = ("size", "mtime_ns", "ctime_ns", "inode", "device")
+#: a record is a few KiB; anything much bigger is not one of ours
+MAX_RECORD_BYTES = 4 << 20
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def damage(data: Any) -> str | None:
+    """What makes *data* unusable as a job record (wrong types...), or None if it is sound.
+
+    Readers rely on these types, so a record that fails here is skipped, not half-used.
+    """
+    if not isinstance(data, dict):
+        return f"a JSON {type(data).__name__}, not an object"
+    job_id = data.get("job_id")
+    if not (isinstance(job_id, str) or _is_int(job_id)):
+        return f"job_id is {job_id!r}, not a job id"
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict) or "job_id" not in data:
-        return None
-    return data
+        check_job_id(str(job_id))
+    except ValidationError:
+        return f"job_id is {job_id!r}, not a job id"
+    for key in _STR_FIELDS:
+        if data.get(key) is not None and not isinstance(data[key], str):
+            return f"{key} is a JSON {type(data[key]).__name__}, not a string"
+    command = data.get("command")
+    if command is not None and not (
+        isinstance(command, list) and all(isinstance(c, str) for c in command)
+    ):
+        return "command is not a list of strings"
+    image = data.get("image")
+    if image is not None:
+        if not isinstance(image, dict):
+            return f"image is a JSON {type(image).__name__}, not an object"
+        for key in _IMAGE_INTS:
+            if image.get(key) is not None and not _is_int(image[key]):
+                return f"image.{key} is {image[key]!r}, not a whole number"
+        for key, value in image.items():
+            if key not in _IMAGE_INTS and value is not None and not isinstance(value, str):
+                return f"image.{key} is a JSON {type(value).__name__}, not a string"
+    final = data.get("final")
+    if final is not None:
+        if not isinstance(final, dict):
+            return f"final is {final!r}, not an object"
+        if final.get("state") is not None and not isinstance(final["state"], str):
+            return "final.state is not a string"
+        for key in ("exit_code", "signal"):
+            if final.get(key) is not None and not _is_int(final[key]):
+                return f"final.{key} is {final[key]!r}, not a whole number"
+    for key in ("schema", "submit_attempts"):
+        if data.get(key) is not None and not _is_int(data[key]):
+            return f"{key} is {data[key]!r}, not a whole number"
+    return None
+
+
+def read(path: Path) -> tuple[Record | None, str | None]:
+    """``(record, None)``, or ``(None, why)`` for a file that is not a sound record."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        return None, exc.strerror or str(exc)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return None, "not a regular file"
+        if st.st_size > MAX_RECORD_BYTES:
+            return None, f"{st.st_size} bytes, too big for a record"
+        raw = os.read(fd, MAX_RECORD_BYTES + 1)
+    except OSError as exc:
+        return None, exc.strerror or str(exc)
+    finally:
+        os.close(fd)
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except RecursionError:
+        return None, "JSON nested too deeply"
+    except ValueError as exc:  # UnicodeDecodeError included
+        return None, f"not valid JSON ({exc})"
+    why = damage(data)
+    return (None, why) if why else (data, None)
+
+
+def load(path: Path) -> Record | None:
+    """A record, or None when the file is unreadable or not a sound slurmc record."""
+    return read(path)[0]
 
 
 def update(path: Path, **fields: Any) -> Record | None:
@@ -277,8 +387,10 @@ def update(path: Path, **fields: Any) -> Record | None:
     return record
 
 
-def all_records(env: Mapping[str, str]) -> Iterator[tuple[Path, Record]]:
-    """Every readable record, newest submission first."""
+def all_records(
+    env: Mapping[str, str], on_damaged: Callable[[Path, str], None] | None = None
+) -> Iterator[tuple[Path, Record]]:
+    """Every sound record, newest submission first; *on_damaged* hears of the others."""
     d = jobs_dir(env)
     try:
         names = [n for n in os.listdir(d) if n.endswith(".json") and not n.startswith(".")]
@@ -286,22 +398,29 @@ def all_records(env: Mapping[str, str]) -> Iterator[tuple[Path, Record]]:
         return
     found = []
     for name in names:
-        rec = load(d / name)
+        rec, why = read(d / name)
         if rec is not None:
             found.append((d / name, rec))
+        elif why and on_damaged is not None:
+            on_damaged(d / name, why)
     found.sort(key=lambda pr: (str(pr[1].get("submitted_at", "")), pr[0].name), reverse=True)
     yield from found
 
 
 def find(
-    env: Mapping[str, str], job_id: str, cluster: str | None = None
+    env: Mapping[str, str],
+    job_id: str,
+    cluster: str | None = None,
+    on_damaged: Callable[[Path, str], None] | None = None,
 ) -> list[tuple[Path, Record]]:
     """The records of *job_id* (one per cluster it was seen on), optionally on *cluster*."""
     check_job_id(job_id)
     d = jobs_dir(env)
     out = []
     for path in sorted(d.glob(f"{job_id}.*.json")):
-        rec = load(path)
+        rec, why = read(path)
+        if rec is None and why and on_damaged is not None:
+            on_damaged(path, why)
         if rec is None or str(rec.get("job_id")) != job_id:
             continue
         if cluster is not None and rec.get("cluster") != cluster:

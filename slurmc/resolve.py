@@ -73,11 +73,13 @@ def resolve_image(
         package, version = spec.catalog
         return ResolvedImage(spec, pick(roots.catalogs, package, version).path, "catalog")
     assert spec.ref is not None
+    from .cache.layout import lookup
+
     rel = runtime.cache_relpath(spec.ref)
     for kind, dirs in (("catalog", roots.catalogs), ("cache", roots.caches)):
         for root in dirs:
-            candidate = os.path.join(root, rel)
-            if os.path.isfile(candidate):
+            candidate = lookup(root, rel)  # never through a link planted in a shared cache
+            if candidate:
                 return ResolvedImage(spec, candidate, kind, spec.ref, root)
     if not roots.caches:
         looked = _where(roots.catalogs, rel)

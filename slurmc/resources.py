@@ -14,14 +14,17 @@ from dataclasses import dataclass, field, fields
 from .errors import ConfigError, ValidationError
 from .quoting import check_directive_value
 
-_TIME = re.compile(r"(?:\d+-\d+(?::\d{1,2}){0,2}|\d+(?::\d{1,2}){0,2}|UNLIMITED|INFINITE)\Z")
-_MEM = re.compile(r"\d+[KMGTkmgt]?\Z")
-_NODES = re.compile(r"\d+(?:-\d+)?\Z")
-_POSITIVE = re.compile(r"[1-9]\d*\Z")
-_GPUS = re.compile(r"(?:[A-Za-z0-9_.-]+:)?\d+\Z")
-_ARRAY = re.compile(r"[0-9][0-9,:%-]*\Z")
-_DEPENDENCY = re.compile(r"[A-Za-z0-9_:,?+-]+\Z")
-_NAME_LIST = re.compile(r"[A-Za-z0-9_.,-]+\Z")
+# re.ASCII: \d is [0-9] only; Unicode digits (``١٢٣``) would pass and fail later in sbatch
+_TIME = re.compile(
+    r"(?:\d+-\d+(?::\d{1,2}){0,2}|\d+(?::\d{1,2}){0,2}|UNLIMITED|INFINITE)\Z", re.ASCII
+)
+_MEM = re.compile(r"\d+[KMGTkmgt]?\Z", re.ASCII)
+_NODES = re.compile(r"\d+(?:-\d+)?\Z", re.ASCII)
+_POSITIVE = re.compile(r"[1-9]\d*\Z", re.ASCII)
+_GPUS = re.compile(r"(?:[A-Za-z0-9_.-]+:)?\d+\Z", re.ASCII)
+_ARRAY = re.compile(r"[0-9][0-9,:%-]*\Z", re.ASCII)
+_DEPENDENCY = re.compile(r"[A-Za-z0-9_:,?+-]+\Z", re.ASCII)
+_NAME_LIST = re.compile(r"[A-Za-z0-9_.,-]+\Z", re.ASCII)
 
 
 def _matcher(pattern: re.Pattern[str], expected: str) -> Callable[[str, str], None]:
@@ -107,10 +110,30 @@ class Resources:
                 validate(f.name, value)
         for arg in self.extra:
             check_directive_value("--sbatch-arg", arg)
-            if not re.match(r"--?[A-Za-z]", arg):
-                raise ValidationError(
-                    f"--sbatch-arg: {arg!r} is not an sbatch option; write it as --option=value"
-                )
+        self.extra_options()  # each one sbatch option, or ValidationError
+
+    def extra_options(self) -> list[tuple[str, str | None]]:
+        """The ``--sbatch-arg`` options as sbatch reads them: full names, one per pair."""
+        from .sbatch_options import parse
+
+        return [pair for arg in self.extra for pair in parse(arg)]
+
+    def split_comment(self) -> tuple[str | None, tuple[str, ...]]:
+        """The job's own comment (``--comment``, then any ``--sbatch-arg`` spelling of it,
+        the last winning as in sbatch) and the other ``--sbatch-arg`` options, in full."""
+        comment = self.comment
+        rest = []
+        for flag, value in self.extra_options():
+            if flag == "--comment":
+                comment = value
+            else:
+                rest.append(flag if value is None else f"{flag}={value}")
+        return comment, tuple(rest)
+
+    def asks(self, option: str) -> bool:
+        """Whether the ``--sbatch-arg`` options hold *option* (e.g. ``--exclusive``),
+        however it was spelled (``--excl=...`` is ambiguous, ``--exclusiv`` is not)."""
+        return any(flag == option for flag, _ in self.extra_options())
 
     def options(self) -> list[tuple[str, str | None]]:
         """``(--option, value)`` pairs, in a stable order; pass-through options last."""
@@ -119,9 +142,7 @@ class Resources:
             value = getattr(self, name)
             if value is not None:
                 out.append((flag, value))
-        for arg in self.extra:
-            flag, eq, value = arg.partition("=")
-            out.append((flag, value if eq else None))
+        out.extend(self.extra_options())
         return out
 
     def argv(self) -> list[str]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -122,6 +122,17 @@ class _Table:
         value = self.data[k]
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise self.fail(k, value, expected)
+        items: list[Any] = (
+            [value]
+            if isinstance(value, str)
+            else list(value.values())
+            if isinstance(value, dict)
+            else list(value)
+            if isinstance(value, list)
+            else []
+        )
+        if any(isinstance(v, str) and "\0" in v for v in items):  # no path or name holds one
+            raise self.fail(k, value, f"{expected} without a NUL byte")
         return value
 
     def choice(self, k: str, choices: tuple[str, ...], default: str | None) -> Any:
@@ -292,7 +303,14 @@ def load_site_file(path: str | os.PathLike[str]) -> Site:
         raise ConfigError(f"{path}: no such site file") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read site file: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid TOML: nested too deeply") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not valid TOML: byte {exc.object[exc.start]:#04x} at offset {exc.start} "
+            "is not UTF-8"
+        ) from None
+    except ValueError as exc:  # tomllib.TOMLDecodeError
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     return parse_site(data, path, Path(path).stem)
 
@@ -338,8 +356,9 @@ def _user_config_site(env: Mapping[str, str]) -> str | None:
             data = tomllib.load(fh)
     except FileNotFoundError:
         return None
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read user config: {exc}") from None
+    except (OSError, ValueError, RecursionError) as exc:  # TOMLDecodeError, not UTF-8, deep
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else exc
+        raise ConfigError(f"{path}: cannot read user config: {reason}") from None
     site = data.get("site")
     if site is not None and not isinstance(site, str):
         raise ConfigError(f"{path}: key 'site': got {site!r}, expected a site name")
@@ -359,10 +378,20 @@ def _cluster_name(env: Mapping[str, str]) -> str | None:
     return None
 
 
-def detect_site(env: Mapping[str, str]) -> Site | None:
+def _warn(message: str) -> None:
+    sys.stderr.write(f"slurmc: warning: {message}\n")
+
+
+def detect_site(env: Mapping[str, str], warn: Callable[[str], None] = _warn) -> Site | None:
+    """The first site whose detection rules match; an invalid site file on the search
+    path is skipped with a warning naming it (one bad file must not stop everyone)."""
     cluster: bool | str | None = False  # read slurm.conf lazily, once
     for path in site_files(env).values():
-        site = load_site_file(path)
+        try:
+            site = load_site_file(path)
+        except ConfigError as exc:
+            warn(f"skipping an invalid site file during auto-detection: {exc}")
+            continue
         d = site.detect
         if d.empty:
             continue
@@ -421,6 +450,12 @@ def expand(value: str, env: Mapping[str, str], what: str) -> str:
         raise ConfigError(f"{what}: {value!r} needs ${name}, which is not set; set it and retry")
 
     out = _VAR.sub(repl, value)
-    if out.startswith("~"):
+    if out == "~" or out.startswith("~/"):
         out = os.path.expanduser(out) if "HOME" not in env else env["HOME"] + out[1:]
+    elif out.startswith("~"):  # ~user/...: that user's home, never $HOME + "user"
+        expanded = os.path.expanduser(out)
+        if expanded == out:
+            user = out[1:].split("/", 1)[0]
+            raise ConfigError(f"{what}: {value!r} names ~{user}, but there is no user {user!r}")
+        out = expanded
     return out

@@ -134,7 +134,7 @@ def _read_meta(sqsh: str) -> dict[str, Any]:
     try:
         with open(sqsh.removesuffix(SUFFIX) + META_SUFFIX, encoding="utf-8") as f:
             data = json.load(f)
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return {}
     return data if isinstance(data, dict) else {}
 
@@ -480,7 +480,7 @@ def _mksquashfs(src: str, dest: str) -> None:
 
 def _read_build_notes(venv_dir: str) -> tuple[list[dict[str, str]], str | None]:
     installed: list[dict[str, str]] = []
-    with contextlib.suppress(OSError, ValueError):
+    with contextlib.suppress(OSError, ValueError, TypeError, RecursionError):
         with open(os.path.join(venv_dir, _INSTALLED), encoding="utf-8") as f:
             raw = json.load(f)
         installed = [

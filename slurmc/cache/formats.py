@@ -57,11 +57,14 @@ def check_oci_archive(path: str) -> None:
             if "oci-layout" not in names or "index.json" not in names:
                 raise CacheError(f"{path}: not an OCI archive (no oci-layout/index.json)")
             index = tar.extractfile("index.json") or tar.extractfile("./index.json")
-            if index is None or not json.load(index).get("manifests"):
+            data = json.load(index) if index is not None else None
+            if not isinstance(data, dict) or not data.get("manifests"):
                 raise CacheError(f"{path}: OCI archive without manifests")
             blobs = {n for n in names if n.startswith("blobs/")}
             if not blobs:
                 raise CacheError(f"{path}: OCI archive without blobs")
+    except RecursionError:
+        raise CacheError(f"{path}: OCI archive whose index.json is nested too deeply") from None
     except (tarfile.TarError, OSError, ValueError) as exc:
         raise CacheError(f"{path}: not a readable OCI archive ({exc})") from None
 

@@ -11,9 +11,24 @@ tells the truth. The holder refreshes the lock's mtime (a heartbeat) while it
 works, so waiters on other hosts can tell a live lock from an abandoned one.
 
 Breaking: a lock whose owner runs on this host and whose pid is gone is broken
-at once; a lock from another host is honoured until ``lifetime`` seconds pass
-without a heartbeat. A waiter that runs out of time raises LockTimeoutError and
-never goes on without the lock.
+at once; any other lock is honoured until the waiter has seen its content and
+its mtime unchanged for ``lifetime`` seconds on the waiter's own monotonic
+clock (the holder's heartbeat changes the mtime), so clock skew between the
+hosts and the file server does not matter. A waiter that runs out of time
+raises LockTimeoutError and never goes on without the lock.
+
+A ``link(2)`` that fails for any reason other than EEXIST (a file system
+without hard links answers EPERM or ENOTSUP) fails at once: waiting would
+never end.
+
+The lock keeps two pulls of one image from running at once; it is not what
+keeps the cache safe. Every name is used without following symbolic links
+(``O_NOFOLLOW``, ``link`` without ``AT_SYMLINK_FOLLOW``, ``utime`` on the
+link itself) relative to the image directory's descriptor when one is given,
+so a link planted by another user cannot make slurmc write elsewhere. Even if
+two callers held the lock at once (see ``_break``), each pulls into its own
+private directory and publishes a checked, complete image by ``rename(2)``:
+the worst case is one image pulled twice.
 """
 
 from __future__ import annotations
@@ -23,6 +38,7 @@ import errno
 import json
 import os
 import socket
+import stat
 import threading
 import time
 import uuid
@@ -47,25 +63,52 @@ class Owner:
 
 
 def pid_alive(pid: int) -> bool:
+    """Whether *pid* runs on this host (signal 0 tests, it sends nothing)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True  # another user's live process
+    except (OverflowError, ValueError):
+        return False  # not a pid at all
     return True
 
 
-def read_owner(path: str) -> Owner | None:
+_FOREIGN = Owner("?", -1, 0.0, "")
+_NOFOLLOW = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK}
+
+
+def read_owner(path: str, dir_fd: int | None = None) -> Owner | None:
+    """The owner written in the lock file; None if there is none, ``?`` if unreadable.
+
+    A symbolic link, FIFO or device is never opened through (O_NOFOLLOW|O_NONBLOCK,
+    then a regular-file check), and at most 4 KiB are read.
+    """
     try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-        return Owner(str(data["host"]), int(data["pid"]), float(data["since"]), str(data["token"]))
+        fd = os.open(path, _NOFOLLOW, dir_fd=dir_fd)
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, KeyError, TypeError):
-        # a half-written or foreign file: treat as owned by nobody we know
-        return Owner("?", -1, 0.0, "")
+    except OSError:
+        return _FOREIGN  # a symbolic link (ELOOP) or unreadable: owned by nobody we know
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return _FOREIGN
+        data = json.loads(os.read(fd, 4096))
+        host, pid, since, token = data["host"], data["pid"], data["since"], data["token"]
+        if not (
+            isinstance(host, str)
+            and type(pid) is int
+            and isinstance(since, (int, float))
+            and isinstance(token, str)
+        ):
+            return _FOREIGN
+        return Owner(host, pid, float(since), token)
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        return _FOREIGN  # half-written or foreign
+    finally:
+        os.close(fd)
 
 
 def _writable_error(directory: str, exc: OSError) -> CacheError:
@@ -75,6 +118,7 @@ def _writable_error(directory: str, exc: OSError) -> CacheError:
         errno.EPERM: "is not writable by you",
         errno.ENOSPC: "is full",
         errno.EDQUOT: "is over quota",
+        errno.ENAMETOOLONG: "cannot hold a name this long (over 255 bytes)",
     }.get(exc.errno or 0, f"cannot be written ({exc.strerror})")
     return CacheError(
         f"cache directory {directory} {what}; use a writable cache with --cache-dir DIR "
@@ -83,7 +127,12 @@ def _writable_error(directory: str, exc: OSError) -> CacheError:
 
 
 class ImageLock:
-    """``with ImageLock(path): ...`` holds the lock file *path* (see module docs)."""
+    """``with ImageLock(path): ...`` holds the lock file *path* (see module docs).
+
+    With *dir_fd*, every operation is on the base name of *path* relative to that
+    open directory (the caller has checked it is the real directory); *path* is
+    then only for messages.
+    """
 
     def __init__(
         self,
@@ -94,8 +143,11 @@ class ImageLock:
         on_wait: Callable[[Owner], None] | None = None,
         poll: float = 0.05,
         ready: Callable[[], bool] | None = None,
+        dir_fd: int | None = None,
     ) -> None:
         self.path = path
+        self.dir_fd = dir_fd
+        self._name = os.path.basename(path) if dir_fd is not None else path
         self.timeout = timeout
         self.lifetime = lifetime
         self.on_wait = on_wait
@@ -104,68 +156,130 @@ class ImageLock:
         self.owner: Owner | None = None
         self._stop = threading.Event()
         self._beat: threading.Thread | None = None
+        self._seen: tuple[object, float] | None = None  # (what the lock looked like, since)
+
+    @property
+    def _directory(self) -> str:
+        return os.path.dirname(self.path) or "."
 
     # -- acquire --------------------------------------------------------------------
     def _try_link(self) -> bool:
         me = Owner(HOST, os.getpid(), time.time(), uuid.uuid4().hex)
-        unique = f"{self.path}.{HOST}.{me.pid}.{me.token[:8]}"
+        unique = f"{self._name}.{HOST}.{me.pid}.{me.token[:8]}"
+        fds = {"dir_fd": self.dir_fd}
         try:
-            fd = os.open(unique, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o664)
+            # O_EXCL: fails on anything already there, a symbolic link included
+            fd = os.open(unique, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o664, **fds)
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 json.dump(me.__dict__, fh)
         except OSError as exc:
-            raise _writable_error(os.path.dirname(self.path) or ".", exc) from None
+            raise _writable_error(self._directory, exc) from None
         try:
             try:
-                os.link(unique, self.path)
+                os.link(
+                    unique,
+                    self._name,
+                    src_dir_fd=self.dir_fd,
+                    dst_dir_fd=self.dir_fd,
+                    follow_symlinks=False,
+                )
             except FileExistsError:
                 return False
-            except OSError:
-                if os.stat(unique).st_nlink != 2:  # NFS: the reply may be lost, not the link
-                    return False
+            except OSError as exc:
+                try:  # NFS: the reply may be lost, not the link
+                    linked = os.stat(unique, follow_symlinks=False, **fds).st_nlink == 2
+                except OSError:
+                    linked = False
+                if not linked:
+                    if exc.errno == errno.ENOENT:
+                        return False  # our unique file was removed meanwhile: try again
+                    if exc.errno in _NO_HARD_LINKS:
+                        raise CacheError(
+                            f"the file system of {self._directory} cannot hold slurmc's lock "
+                            f"(link(2) fails: {exc.strerror}); put the cache on a file system "
+                            "with hard links (NFS, Lustre, GPFS, ext4, XFS) with --cache-dir DIR"
+                        ) from None
+                    raise _writable_error(self._directory, exc) from None
             self.owner = me
             return True
         finally:
             with contextlib.suppress(OSError):
-                os.unlink(unique)
+                os.unlink(unique, **fds)
+
+    def _look(self, owner: Owner) -> object | None:
+        """What the lock looks like now (content and mtime), or None if it is gone."""
+        try:
+            st = os.stat(self._name, dir_fd=self.dir_fd, follow_symlinks=False)
+        except OSError:
+            return None
+        return (owner, st.st_ino, st.st_mtime_ns, st.st_size)
 
     def _stale(self, owner: Owner | None) -> bool:
+        """Dead pid on this host, or seen unchanged for ``lifetime`` s on our own clock."""
         if owner is None:
             return False
         if owner.host == HOST and owner.pid > 0:
             return not pid_alive(owner.pid)
-        try:
-            age = time.time() - os.stat(self.path).st_mtime
-        except FileNotFoundError:
+        look = self._look(owner)
+        if look is None:
             return False
-        return age > self.lifetime
+        now = time.monotonic()
+        if self._seen is None or self._seen[0] != look:
+            self._seen = (look, now)  # changed (a heartbeat, a new holder): start again
+            return False
+        return now - self._seen[1] >= self.lifetime
 
     def _break(self, owner: Owner) -> None:
-        """Move a stale lock aside, atomically; put it back if it was not the one judged."""
-        aside = f"{self.path}.broken.{HOST}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+        """Move a stale lock aside, atomically; put it back if it was not the one judged.
+
+        Window: between the rename and the link back, a third caller may link a
+        new lock, and the link back then fails: two callers hold the lock. That is
+        harmless (tests/cache/test_lock.py shows it): each pulls into its own
+        private directory and publishes a complete image by rename, so the image is
+        at worst pulled twice. The lock only saves work; it never guards the cache.
+        """
+        aside = f"{self._name}.broken.{HOST}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+        fds = {"dir_fd": self.dir_fd}
         try:
-            os.rename(self.path, aside)
+            os.rename(self._name, aside, src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd)
         except FileNotFoundError:
             return
-        moved = read_owner(aside)
-        if moved is not None and moved.token != owner.token:
+        except OSError as exc:
+            who = owner.describe() if owner.pid > 0 else "an unknown holder"
+            raise CacheError(
+                f"the stale lock {self.path} (held by {who}) cannot be removed by you "
+                f"({exc.strerror}; in a sticky directory only its owner can); ask its owner "
+                "or the cache's owner to remove it"
+            ) from None
+        try:
+            moved = read_owner(aside, self.dir_fd)
+            if moved is not None and moved.token != owner.token:
+                with contextlib.suppress(OSError):  # a fresh lock was taken meanwhile
+                    os.link(
+                        aside,
+                        self._name,
+                        src_dir_fd=self.dir_fd,
+                        dst_dir_fd=self.dir_fd,
+                        follow_symlinks=False,
+                    )
+        finally:
             with contextlib.suppress(OSError):
-                os.link(aside, self.path)  # a fresh lock was taken meanwhile: restore it
-        with contextlib.suppress(OSError):
-            os.unlink(aside)
+                os.unlink(aside, **fds)
+        self._seen = None
 
     def acquire(self) -> bool:
         """Take the lock (True), or stop waiting because ``ready()`` became true (False)."""
         deadline = time.monotonic() + self.timeout
         delay = self.poll
         told: str | None = None
+        self._seen = None
         while True:
             if self._try_link():
                 self._start_heartbeat()
                 return True
             if self.ready is not None and self.ready():
                 return False  # what the holder was making is there: no need to wait on
-            owner = read_owner(self.path)
+            owner = read_owner(self._name, self.dir_fd)
             if owner is not None and self._stale(owner):
                 self._break(owner)
                 continue
@@ -173,7 +287,7 @@ class ImageLock:
                 self.on_wait(owner)
                 told = owner.token
             if time.monotonic() >= deadline:
-                who = owner.describe() if owner else "an unknown holder"
+                who = owner.describe() if owner and owner.pid > 0 else "an unknown holder"
                 raise LockTimeoutError(
                     f"gave up after {self.timeout:g} s waiting for {self.path} (held by {who}); "
                     f"if that pull is dead, remove the lock file and retry"
@@ -185,8 +299,8 @@ class ImageLock:
     def _start_heartbeat(self) -> None:
         def beat() -> None:
             while not self._stop.wait(max(self.lifetime / 4, 0.05)):
-                with contextlib.suppress(OSError):
-                    os.utime(self.path)
+                with contextlib.suppress(OSError, NotImplementedError):
+                    os.utime(self._name, dir_fd=self.dir_fd, follow_symlinks=False)
 
         self._stop.clear()
         self._beat = threading.Thread(target=beat, name="slurmc-lock-heartbeat", daemon=True)
@@ -195,11 +309,12 @@ class ImageLock:
     def release(self) -> None:
         self._stop.set()
         if self._beat:
-            self._beat.join()
-        owner = read_owner(self.path)
+            self._beat.join()  # no heartbeat may touch the name once it is gone
+            self._beat = None
+        owner = read_owner(self._name, self.dir_fd)
         if self.owner and owner and owner.token == self.owner.token:
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.path)
+                os.unlink(self._name, dir_fd=self.dir_fd)
         self.owner = None
 
     def __enter__(self) -> ImageLock:

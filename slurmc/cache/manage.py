@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import time
@@ -13,9 +14,10 @@ from ..errors import CacheError, InvalidReferenceError
 from ..refs import ImageRef, parse_reference
 from ..runtimes import Runtime
 from .formats import check_image, detect_format
-from .layout import Entry, scan
+from .layout import Entry, lookup, open_dir, scan
 from .lock import HOST, ImageLock, pid_alive, read_owner
-from .pull import PullOptions, clean_leftovers, pull_into
+from .pull import PullOptions, pull_into
+from .workdir import clean_leftovers
 
 _SIZE = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
@@ -89,20 +91,58 @@ def enroot_create(
 def remove(ref_text: str, runtime: Runtime, roots: Iterable[str]) -> list[str]:
     ref = parse_reference(ref_text)
     removed = []
+    relpath = runtime.cache_relpath(ref)
+    *parts, name = relpath.split("/")
     for root in roots:
-        path = os.path.join(root, runtime.cache_relpath(ref))
-        if not os.path.isfile(path):
+        path = os.path.join(root, relpath)
+        if lookup(root, relpath) is None:
             continue
-        directory, name = os.path.split(path)
-        with ImageLock(os.path.join(directory, f".{name}.lock"), timeout=60):
-            try:
-                os.unlink(path)
-            except OSError as exc:
-                raise CacheError(f"cannot remove {path}: {exc.strerror}") from None
+        try:
+            dir_fd = open_dir(root, parts)
+        except (OSError, CacheError):
+            continue
+        try:
+            lock_path = os.path.join(os.path.dirname(path), f".{name}.lock")
+            with ImageLock(lock_path, timeout=60, dir_fd=dir_fd):
+                try:
+                    os.unlink(name, dir_fd=dir_fd)
+                except OSError as exc:
+                    raise CacheError(f"cannot remove {path}: {_why(exc)}") from None
+        finally:
+            os.close(dir_fd)
         removed.append(path)
     if not removed:
         raise CacheError(f"{ref} is not in the cache; `slurmc cache ls` shows what is")
     return removed
+
+
+def _why(exc: OSError) -> str:
+    if exc.errno in (errno.EPERM, errno.EACCES):
+        return (
+            f"{exc.strerror} (another user's image in a sticky or read-only directory: "
+            "only its owner or the cache's owner can remove it)"
+        )
+    return exc.strerror or str(exc)
+
+
+def unlink_entry(entry: Entry) -> str | None:
+    """Remove a listed image without following links; the reason on failure, else None."""
+    *parts, name = entry.relpath.split("/")
+    try:
+        dir_fd = open_dir(entry.root, parts)
+    except CacheError as exc:
+        return str(exc)
+    except OSError as exc:
+        return _why(exc)
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return None  # gone meanwhile: what was asked
+    except OSError as exc:
+        return _why(exc)
+    finally:
+        os.close(dir_fd)
+    return None
 
 
 @dataclass(frozen=True)

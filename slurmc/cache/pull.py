@@ -1,29 +1,38 @@
 """Pull an image into a cache root exactly once, safely, whoever else is pulling it.
 
-1. If the image file is there, use it.
-2. Take the per-image lock (``.<name>.lock`` beside the image; see lock.py),
+1. If the image file is there (a regular file reached without links), use it.
+2. Open the image's directory component by component without following links
+   (layout.open_dir), creating what is missing; everything below happens
+   relative to that descriptor.
+3. Take the per-image lock (``.<name>.lock`` beside the image; see lock.py),
    then look again: whoever held the lock may have pulled it meanwhile.
-3. Clean leftovers of earlier pulls of this image that were killed.
-4. Pull with the runtime's own command into ``.<name>.pulling.<host>.<pid>.<rand>``
-   in the target directory (same file system, so the rename is atomic).
-5. Check the file is a whole image (SIF header, SquashFS superblock, OCI index),
-   make it group- and world-readable, fsync, and only then rename it into place.
+4. Clean leftovers of earlier pulls of this image that were killed.
+5. Make a private directory (mode 0700, see workdir.py) ``.<name>.pulling.<host>.<pid>.<rand>``
+   beside the image (same file system, so the rename is atomic) and let the
+   runtime's own command write the image in it, through ``/proc/<pid>/fd/<fd>``
+   so that no rename in the shared tree can redirect it. No other user can
+   create, rename or replace anything inside it.
+6. Open the result with ``O_NOFOLLOW`` and check, on the descriptor, that it is a
+   regular file we own; check it is a whole image (SIF header, SquashFS
+   superblock, OCI index), ``fchmod`` it group- and world-readable, ``fsync``,
+   check the name still holds the same file (device and inode), and only then
+   rename it from the private directory into place.
 
-A pull that is killed at any point leaves nothing at the final name.
+A pull that is killed at any point leaves nothing at the final name; a link
+or file planted by another member of the group is never followed, chmod-ed
+or published: the pull fails with one line instead.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import glob
 import os
 import shutil
 import socket
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -31,9 +40,17 @@ from .. import proc
 from ..errors import CacheError, ExternalCommandError, PullError
 from ..refs import DEFAULT_DOMAIN, ImageRef
 from ..runtimes import Runtime
-from .formats import check_image
-from .layout import FILE_MODE, make_dirs
-from .lock import HOST, ImageLock, Owner, pid_alive
+from .layout import is_image_at, lookup, open_dir
+from .lock import HOST, ImageLock, Owner
+from .workdir import (
+    anchored,
+    clean_leftovers,
+    make_work_dir,
+    publish_at,
+    remove_work_dir,
+)
+
+__all__ = ["PullOptions", "clean_leftovers", "publish_at", "pull_into"]
 
 Notify = Callable[[str], None]
 
@@ -79,37 +96,6 @@ def check_reachable(ref: ImageRef, runtime: Runtime, env: Mapping[str, str]) -> 
         f"network access run `{runtime.fetch_hint(ref)}`, copy the file here, then run "
         f"`slurmc cache add FILE {ref}`"
     )
-
-
-def _leftover_owner(path: str) -> tuple[str, int] | None:
-    """``.<name>.pulling.<host>.<pid>.<rand>[suffix]`` -> (host, pid)."""
-    rest = path.rsplit(".pulling.", 1)[-1]
-    parts = rest.split(".")
-    # the host name may hold dots: pid is the second-to-last numeric part
-    for i in range(len(parts) - 1, 0, -1):
-        if parts[i].isdigit():
-            return ".".join(parts[:i]), int(parts[i])
-    return None
-
-
-def clean_leftovers(directory: str, name: str, max_age: float = 86400.0) -> list[str]:
-    """Remove temp files of killed pulls: dead pid on this host, or older than *max_age*."""
-    removed = []
-    for path in glob.glob(os.path.join(glob.escape(directory), f".{glob.escape(name)}.pulling.*")):
-        owner = _leftover_owner(path)
-        try:
-            age = time.time() - os.lstat(path).st_mtime
-        except FileNotFoundError:
-            continue
-        dead = owner is not None and owner[0] == HOST and not pid_alive(owner[1])
-        if dead or age > max_age:
-            with contextlib.suppress(OSError):
-                if os.path.isdir(path):
-                    shutil.rmtree(path)
-                else:
-                    os.unlink(path)
-                removed.append(path)
-    return removed
 
 
 def _space_error(directory: str, detail: str) -> CacheError | None:
@@ -168,28 +154,19 @@ class _Ticker:
             self.thread.join()
 
 
-def publish(tmp: str, final: str) -> None:
-    """Make *tmp* readable to the group, flush it, and rename it to *final* atomically."""
-    os.chmod(tmp, FILE_MODE)
-    fd = os.open(tmp, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.rename(tmp, final)
-    with contextlib.suppress(OSError):
-        dfd = os.open(os.path.dirname(final), os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+NAME_MAX = 255
 
 
-def temp_name(final: str, suffix: str) -> str:
-    directory, name = os.path.split(final)
-    return os.path.join(
-        directory, f".{name}.pulling.{HOST}.{os.getpid()}.{uuid.uuid4().hex[:8]}{suffix}"
-    )
+def _check_name_length(ref: ImageRef, name: str) -> None:
+    """Fail before creating anything if the lock or temp names would pass NAME_MAX."""
+    longest = f".{name}.lock.broken.{HOST}.{'9' * 7}.{'0' * 8}"
+    if len(os.fsencode(longest)) > NAME_MAX:
+        raise CacheError(
+            f"{ref}: its cache file name is {len(os.fsencode(name))} bytes and slurmc's lock "
+            f"and temp names add {len(os.fsencode(longest)) - len(os.fsencode(name))}, past "
+            f"the {NAME_MAX}-byte limit of a file name; use a shorter tag, or pass a local "
+            "image file instead of a reference"
+        )
 
 
 def pull_into(
@@ -210,18 +187,42 @@ def pull_into(
     *write*, if given, replaces the runtime pull: it must write the image to the path
     it is given (``slurmc cache add`` copies a local file this way).
     """
-    final = os.path.join(root, runtime.cache_relpath(ref))
-    if os.path.isfile(final) and write is None:
+    relpath = runtime.cache_relpath(ref)
+    final = os.path.join(root, relpath)
+    if write is None and lookup(root, relpath):
         return final
     directory, name = os.path.split(final)
+    *parts, _ = relpath.split("/")
+    _check_name_length(ref, name)
     if write is None and options.check_network:
         check_reachable(ref, runtime, env)  # before anything is created
     try:
-        make_dirs(root, directory)
+        dir_fd = open_dir(root, parts, create=True)
     except OSError as exc:
         raise CacheError(
             f"cannot create {directory} ({exc.strerror}); use a writable cache with --cache-dir DIR"
         ) from None
+    try:
+        return _pull_locked(
+            ref, runtime, options, env, dir_fd, final, notify=notify, write=write, ticker=ticker
+        )
+    finally:
+        os.close(dir_fd)
+
+
+def _pull_locked(
+    ref: ImageRef,
+    runtime: Runtime,
+    options: PullOptions,
+    env: Mapping[str, str],
+    dir_fd: int,
+    final: str,
+    *,
+    notify: Notify,
+    write: Callable[[str], None] | None,
+    ticker: Callable[[float, int], None] | None,
+) -> str:
+    directory, name = os.path.split(final)
 
     def waiting(owner: Owner) -> None:
         notify(f"waiting for the pull of {ref} by {owner.describe()}")
@@ -231,17 +232,19 @@ def pull_into(
         timeout=options.lock_timeout,
         lifetime=options.lock_lifetime,
         on_wait=waiting,
-        ready=(lambda: os.path.isfile(final)) if write is None else None,
+        ready=(lambda: is_image_at(dir_fd, name)) if write is None else None,
+        dir_fd=dir_fd,
     )
     if not lock.acquire():
         notify(f"{ref} was pulled by another process meanwhile")
         return final
     try:
-        if os.path.isfile(final) and write is None:  # pulled just before we took the lock
+        if write is None and is_image_at(dir_fd, name):  # pulled just before we took the lock
             notify(f"{ref} was pulled by another process meanwhile")
             return final
-        clean_leftovers(directory, name, max_age=max(options.lock_lifetime, 3600.0))
-        tmp = temp_name(final, runtime.suffix)
+        clean_leftovers(directory, name, max_age=max(options.lock_lifetime, 3600.0), dir_fd=dir_fd)
+        work, work_fd = make_work_dir(dir_fd, directory, name)
+        tmp = anchored(work_fd, name) or os.path.join(directory, work, name)
         scratch = tempfile.mkdtemp(prefix="slurmc-pull-")
         try:
             if write is not None:
@@ -256,20 +259,27 @@ def pull_into(
                                 step.argv, env={**env, **step.env}, timeout=options.pull_timeout
                             )
                         except ExternalCommandError as exc:
+                            said = str(exc).replace(tmp, os.path.join(directory, work, name))
                             raise _space_error(directory, exc.stderr) or PullError(
-                                f"pulling {ref} failed: {exc}; nothing was published"
+                                f"pulling {ref} failed: {said}; nothing was published"
                             ) from None
-                size = os.path.getsize(tmp) if os.path.exists(tmp) else 0
+                try:
+                    size = os.stat(name, dir_fd=work_fd, follow_symlinks=False).st_size
+                except OSError:
+                    size = 0
                 notify(f"pulled {ref} ({size / 1e6:.1f} MB) in {time.monotonic() - started:.1f} s")
-            check_image(tmp, runtime.format)
-            publish(tmp, final)
+            publish_at(work_fd, name, dir_fd, name, runtime.format, final)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise _space_error(directory, "no space left") or CacheError(str(exc)) from None
+            if exc.errno in (errno.EPERM, errno.EACCES) and os.path.lexists(final):
+                raise CacheError(
+                    f"cannot replace {final}: it belongs to another user and the directory is "
+                    "sticky; ask its owner or the cache's owner"
+                ) from None
             raise CacheError(f"cannot write {directory}: {exc.strerror}") from None
         finally:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+            remove_work_dir(dir_fd, work_fd, work)
             shutil.rmtree(scratch, ignore_errors=True)
     finally:
         lock.release()

@@ -398,7 +398,7 @@ def _name_version_from_dir(dirname: str) -> tuple[str, str]:
 def parse_conda_record(data: bytes, where: str) -> Package | None:
     try:
         rec = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):  # crafted: bad, or nested too deeply
         return None
     if not isinstance(rec, dict) or not isinstance(rec.get("name"), str):
         return None
@@ -613,7 +613,7 @@ def discover(tree: FileTree, extra_env: Mapping[str, str] | None = None) -> Cont
     if ".singularity.d/labels.json" in data:
         try:
             sing["labels"] = json.loads(data[".singularity.d/labels.json"])
-        except ValueError:
+        except (ValueError, RecursionError):
             contents.warnings.append("/.singularity.d/labels.json is not valid JSON")
     contents.singularity = sing
 

@@ -88,11 +88,49 @@ class OciImage:
 # ------------------------------------------------------------------ opening
 
 
-def _json(raw: bytes, where: str) -> Any:
+_REF_NAME = "org.opencontainers.image.ref.name"
+#: index -> index -> ... nesting allowed before the manifest (real images use 1 or 2)
+MAX_INDEX_DEPTH = 8
+
+
+def _json(raw: bytes, where: str, want: type = dict) -> Any:
+    """Parse JSON from a crafted file: bad syntax, deep nesting or the wrong type of the
+    top value is an ImageFormatError naming the file, never a traceback."""
     try:
-        return json.loads(raw)
+        data = json.loads(raw)
+    except RecursionError:
+        raise ImageFormatError(f"{where}: JSON nested too deeply") from None
     except ValueError as exc:
         raise ImageFormatError(f"{where}: not valid JSON ({exc})") from None
+    if not isinstance(data, want):
+        raise ImageFormatError(
+            f"{where}: a JSON {type(data).__name__} where a {want.__name__} was expected"
+        )
+    return data
+
+
+def _field(obj: dict[str, Any], key: str, want: type, where: str) -> Any:
+    """``obj[key]`` if it is of type *want*; None if absent; ImageFormatError otherwise."""
+    value = obj.get(key)
+    if value is None or (isinstance(value, want) and not isinstance(value, bool)):
+        return value
+    raise ImageFormatError(
+        f"{where}: {key!r} is a JSON {type(value).__name__}, not a {want.__name__}"
+    )
+
+
+def _size(desc: dict[str, Any], where: str) -> int:
+    size = _field(desc, "size", int, where) or 0
+    if size < 0:
+        raise ImageFormatError(f"{where}: negative size {size}")
+    return int(size)
+
+
+def _check_config(config: dict[str, Any], where: str) -> dict[str, Any]:
+    inner = _field(config, "config", dict, where) or {}
+    _field(inner, "Env", list, where)
+    _field(inner, "Labels", dict, where)
+    return config
 
 
 def _host_platform() -> tuple[str, str]:
@@ -101,18 +139,22 @@ def _host_platform() -> tuple[str, str]:
 
 
 def _choose(manifests: list[dict[str, Any]], where: str) -> dict[str, Any]:
+    def platform_of(m: dict[str, Any]) -> dict[str, Any]:
+        p = m.get("platform")
+        return p if isinstance(p, dict) else {}
+
     usable = [
         m
         for m in manifests
         if isinstance(m, dict)
-        and (m.get("platform") or {}).get("architecture") != "unknown"
-        and "digest" in m
+        and platform_of(m).get("architecture") != "unknown"
+        and isinstance(m.get("digest"), str)
     ]
     if not usable:
         raise ImageFormatError(f"{where}: the image index lists no usable manifest")
     want_os, want_arch = _host_platform()
     for m in usable:
-        p = m.get("platform") or {}
+        p = platform_of(m)
         if p.get("os", want_os) == want_os and p.get("architecture", want_arch) == want_arch:
             return m
     return usable[0]
@@ -188,25 +230,43 @@ def open_oci(path: str) -> OciImage:
     store = _BlobStore(path)
     kind = "oci-layout" if store.archive is None else "oci-archive"
     if store.has("index.json"):
-        index = _json(store.read("index.json"), f"{path}: index.json")
-        desc = _choose(list(index.get("manifests") or []), f"{path}: index.json")
-        while desc.get("mediaType") in INDEX_TYPES:
-            name = store.blob_name(desc["digest"])
-            nested = _json(store.read(name), f"{path}: {name}")
-            desc = _choose(list(nested.get("manifests") or []), f"{path}: {name}")
-        name = store.blob_name(desc["digest"])
-        manifest = _json(store.read(name), f"{path}: {name}")
-        config_name = store.blob_name((manifest.get("config") or {}).get("digest", ""))
-        config = _json(store.read(config_name), f"{path}: {config_name}")
-        layers = [
-            Layer(
-                digest=lay.get("digest", ""),
-                media_type=lay.get("mediaType", ""),
-                size=int(lay.get("size") or 0),
-                open=store.opener(store.blob_name(lay.get("digest", ""))),
+        where = f"{path}: index.json"
+        index = _json(store.read("index.json"), where)
+        desc = _choose(list(_field(index, "manifests", list, where) or []), where)
+        seen: set[str] = set()
+        while str(desc.get("mediaType")) in INDEX_TYPES:  # an index of indexes (multi-platform)
+            digest = str(desc.get("digest"))
+            if digest in seen or len(seen) >= MAX_INDEX_DEPTH:
+                raise ImageFormatError(
+                    f"{path}: image index {digest} leads back to itself or nests more than "
+                    f"{MAX_INDEX_DEPTH} deep; the image is damaged"
+                )
+            seen.add(digest)
+            name = store.blob_name(digest)
+            where = f"{path}: {name}"
+            nested = _json(store.read(name), where)
+            desc = _choose(list(_field(nested, "manifests", list, where) or []), where)
+        name = store.blob_name(str(desc["digest"]))
+        where = f"{path}: {name}"
+        manifest = _json(store.read(name), where)
+        config_desc = _field(manifest, "config", dict, where) or {}
+        config_name = store.blob_name(str(config_desc.get("digest", "")))
+        config = _check_config(
+            _json(store.read(config_name), f"{path}: {config_name}"), f"{path}: {config_name}"
+        )
+        layers = []
+        for lay in _field(manifest, "layers", list, where) or []:
+            if not isinstance(lay, dict):
+                raise ImageFormatError(f"{where}: a layer is a JSON {type(lay).__name__}")
+            digest = str(lay.get("digest", ""))
+            layers.append(
+                Layer(
+                    digest=digest,
+                    media_type=str(lay.get("mediaType", "")),
+                    size=_size(lay, where),
+                    open=store.opener(store.blob_name(digest)),
+                )
             )
-            for lay in manifest.get("layers") or []
-        ]
         for lay in layers:
             have = store.size(store.blob_name(lay.digest))
             if have is not None and lay.size and have != lay.size:
@@ -214,18 +274,24 @@ def open_oci(path: str) -> OciImage:
                     f"{path}: layer {lay.digest} has {have} bytes, its manifest says "
                     f"{lay.size}: the image is damaged or truncated"
                 )
-        ref = (desc.get("annotations") or {}).get("org.opencontainers.image.ref.name")
+        annotations = desc.get("annotations")
+        ref = annotations.get(_REF_NAME) if isinstance(annotations, dict) else None
+        ref = ref if isinstance(ref, str) else None
         return OciImage(
             path, kind, config, layers, desc.get("digest"), [ref] if ref else [], store.archive
         )
     if store.archive is not None and store.has("manifest.json"):
-        entries = _json(store.read("manifest.json"), f"{path}: manifest.json")
-        if not isinstance(entries, list) or not entries or not isinstance(entries[0], dict):
+        where = f"{path}: manifest.json"
+        entries = _json(store.read("manifest.json"), where, list)
+        if not entries or not isinstance(entries[0], dict):
             raise ImageFormatError(f"{path}: manifest.json lists no image")
         entry = entries[0]
-        config = _json(store.read(str(entry.get("Config", ""))), f"{path}: {entry.get('Config')}")
+        config_where = f"{path}: {entry.get('Config')}"
+        config = _check_config(
+            _json(store.read(str(entry.get("Config", ""))), config_where), config_where
+        )
         layers = []
-        for name in entry.get("Layers") or []:
+        for name in _field(entry, "Layers", list, where) or []:
             norm = posixpath.normpath(str(name))
             member = store.members.get(norm)
             layers.append(
@@ -242,7 +308,7 @@ def open_oci(path: str) -> OciImage:
             config,
             layers,
             None,
-            list(entry.get("RepoTags") or []),
+            [t for t in _field(entry, "RepoTags", list, where) or [] if isinstance(t, str)],
             store.archive,
         )
     if store.archive is not None:

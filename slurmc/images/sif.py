@@ -394,7 +394,7 @@ def read_labels(path: str, image: SifImage) -> dict[str, Any] | None:
     for d in image.of_type(LABELS):
         try:
             value = json.loads(read_object(path, d))
-        except (ValueError, ImageFormatError):
+        except (ValueError, RecursionError, ImageFormatError):
             return None
         return value if isinstance(value, dict) else None
     return None

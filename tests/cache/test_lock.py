@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import multiprocessing as mp
 import os
 import subprocess
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from slurmc.cache.lock import HOST, ImageLock, read_owner
+from slurmc.cache.lock import HOST, ImageLock, pid_alive, read_owner
 from slurmc.errors import CacheError, LockTimeoutError
 
 
@@ -70,10 +72,173 @@ def test_live_lock_from_another_host_is_honoured_until_its_lifetime(tmp_path):
         ImageLock(str(lock), timeout=0.5, lifetime=60, on_wait=waits.append).acquire()
     assert waits and waits[0].host == "other-node"
     assert read_owner(str(lock)).token == "theirs"  # never taken, never broken
-    old = time.time() - 120
-    os.utime(lock, (old, old))  # no heartbeat for 2 minutes: abandoned
-    with ImageLock(str(lock), timeout=5, lifetime=60):
-        pass
+    t0 = time.monotonic()
+    with ImageLock(str(lock), timeout=5, lifetime=0.6):  # unchanged for 0.6 s: abandoned
+        assert time.monotonic() - t0 >= 0.6
+
+
+@pytest.mark.parametrize("skew", [-7200, 7200], ids=["mtime-2h-old", "mtime-2h-ahead"])
+def test_staleness_is_judged_on_the_waiters_clock_not_the_servers_mtime(tmp_path, skew):
+    lock = tmp_path / ".img.lock"
+    lock.write_text(json.dumps({"host": "other", "pid": 7, "since": 0, "token": "t"}))
+    os.utime(lock, (time.time() + skew, time.time() + skew))  # a file server's clock is off
+    with pytest.raises(LockTimeoutError):  # seen for 0.5 s only: not stale whatever the mtime
+        ImageLock(str(lock), timeout=0.5, lifetime=1.5).acquire()
+    t0 = time.monotonic()
+    with ImageLock(str(lock), timeout=5, lifetime=1.0):
+        assert 1.0 <= time.monotonic() - t0 < 3
+
+
+def test_a_heartbeat_seen_by_the_waiter_keeps_the_lock(tmp_path):
+    lock = tmp_path / ".img.lock"
+    lock.write_text(json.dumps({"host": "other", "pid": 7, "since": 0, "token": "t"}))
+    stop = threading.Event()
+
+    def beat():
+        n = 0
+        while not stop.wait(0.1):
+            n += 1
+            os.utime(lock, ns=(n * 10**9, n * 10**9))  # changes, even to a past time
+
+    t = threading.Thread(target=beat)
+    t.start()
+    try:
+        with pytest.raises(LockTimeoutError):
+            ImageLock(str(lock), timeout=1.5, lifetime=0.5).acquire()
+    finally:
+        stop.set()
+        t.join()
+    assert read_owner(str(lock)).token == "t"
+
+
+def test_a_live_holder_on_this_host_is_honoured_and_not_signalled(tmp_path):
+    holder = subprocess.Popen(["sleep", "30"])
+    try:
+        lock = tmp_path / ".img.lock"
+        lock.write_text(json.dumps({"host": HOST, "pid": holder.pid, "since": 0, "token": "live"}))
+        with pytest.raises(LockTimeoutError, match=f"pid {holder.pid}"):
+            ImageLock(str(lock), timeout=0.6, lifetime=0.1).acquire()
+        time.sleep(0.1)
+        assert holder.poll() is None  # os.kill(pid, 0) only: a real signal would end sleep
+        assert read_owner(str(lock)).token == "live"
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_eperm_from_kill_means_alive(monkeypatch):
+    def kill(pid, sig):
+        assert sig == 0
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "kill", kill)
+    assert pid_alive(4242) is True
+
+
+def test_a_dead_pid_is_not_alive():
+    p = subprocess.Popen(["true"])
+    p.wait()
+    assert pid_alive(p.pid) is False
+    assert pid_alive(2**40) is False  # not a pid: no OverflowError
+
+
+def test_release_leaves_a_lock_whose_token_is_not_ours(tmp_path):
+    lock = tmp_path / ".img.lock"
+    held = ImageLock(str(lock), timeout=5)
+    held.acquire()
+    lock.unlink()  # broken by someone who judged us dead, and taken again
+    lock.write_text(json.dumps({"host": "x", "pid": 3, "since": 0, "token": "new"}))
+    held.release()
+    assert read_owner(str(lock)).token == "new"
+
+
+def test_heartbeat_is_stopped_before_the_lock_is_unlinked(tmp_path, monkeypatch):
+    lock = tmp_path / ".img.lock"
+    held = ImageLock(str(lock), timeout=5, lifetime=0.2)
+    held.acquire()
+    beat = held._beat
+    assert beat is not None and beat.is_alive()
+    seen = []
+    real_unlink = os.unlink
+
+    def unlink(path, *a, **kw):
+        if str(path).endswith(".img.lock"):
+            seen.append(beat.is_alive())
+        return real_unlink(path, *a, **kw)
+
+    monkeypatch.setattr(os, "unlink", unlink)
+    held.release()
+    assert seen == [False]
+    assert not lock.exists()
+
+
+@pytest.mark.parametrize("restore", [False, True], ids=["stale", "replaced-meanwhile"])
+def test_breaking_a_stale_lock_leaves_no_broken_file(tmp_path, restore):
+    lock = tmp_path / ".img.lock"
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    lock.write_text(json.dumps({"host": HOST, "pid": dead.pid, "since": 0, "token": "old"}))
+    waiter = ImageLock(str(lock), timeout=5)
+    if restore:  # the lock changes between the judgement and the rename: it is put back
+        owner = read_owner(str(lock))
+        lock.unlink()
+        lock.write_text(json.dumps({"host": "b", "pid": 5, "since": 0, "token": "fresh"}))
+        waiter._break(owner)
+        assert read_owner(str(lock)).token == "fresh"
+    else:
+        with waiter:
+            pass
+    assert [p.name for p in tmp_path.iterdir() if ".broken." in p.name] == []
+
+
+def test_waiters_poll_at_least_every_half_second(tmp_path):
+    lock = tmp_path / ".img.lock"
+    holder = ImageLock(str(lock), timeout=5)
+    holder.acquire()
+    got = []
+
+    def wait():
+        with ImageLock(str(lock), timeout=30):
+            got.append(time.monotonic())
+
+    t = threading.Thread(target=wait)
+    t.start()
+    time.sleep(3)  # long enough for the back-off to reach its ceiling
+    released = time.monotonic()
+    holder.release()
+    t.join(10)
+    assert got and got[0] - released < 0.6
+
+
+@pytest.mark.parametrize("code", [errno.EPERM, errno.ENOTSUP])
+def test_a_file_system_without_hard_links_fails_at_once(tmp_path, monkeypatch, code):
+    def link(*a, **kw):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(os, "link", link)
+    t0 = time.monotonic()
+    with pytest.raises(CacheError, match=r"cannot hold slurmc's lock.*file system with hard links"):
+        ImageLock(str(tmp_path / ".img.lock"), timeout=60).acquire()
+    assert time.monotonic() - t0 < 1
+    assert list(tmp_path.iterdir()) == []  # the unique file is gone too
+
+
+def test_a_lock_that_is_a_link_to_a_fifo_neither_hangs_nor_is_followed(tmp_path):
+    fifo = tmp_path / "victim.fifo"
+    os.mkfifo(fifo)
+    lock = tmp_path / ".img.lock"
+    lock.symlink_to(fifo)
+    assert read_owner(str(lock)).pid == -1  # foreign, read without opening the FIFO
+    with ImageLock(str(lock), timeout=5, lifetime=0.3):
+        assert not lock.is_symlink()
+    assert fifo.exists() and not fifo.is_symlink()
+
+
+def test_damaged_lock_contents_are_foreign_not_a_crash(tmp_path):
+    lock = tmp_path / ".img.lock"
+    for text in ["[" * 100_000, '{"host": 1, "pid": "2", "since": [], "token": null}', "[]"]:
+        lock.write_text(text)
+        assert read_owner(str(lock)).pid == -1
 
 
 def test_holder_heartbeat_keeps_a_long_hold_alive(tmp_path):

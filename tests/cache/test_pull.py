@@ -178,3 +178,77 @@ def test_listing_inverts_every_runtime_naming(tmp_path):
             ref = parse_reference(text)
             back = ref_from_relpath(rt.cache_relpath(ref), rt)
             assert back is not None and back.canonical() == ref.canonical()
+
+
+def test_two_holders_of_one_lock_are_harmless(tmp_path, squashfs, monkeypatch):
+    """The stale-break window of lock.py (ImageLock._break) can leave two holders:
+    each pulls into its own private directory and publishes a checked image by
+    rename, so the result is one complete image and nothing left behind."""
+    import threading
+
+    from slurmc.cache.lock import ImageLock
+
+    monkeypatch.setattr(ImageLock, "acquire", lambda self: True)  # no exclusion at all
+    rt = ScriptedRuntime(script=f'head -c 4096 {squashfs} > "$1"; sleep 0.3; cat {squashfs} > "$1"')
+    root = tmp_path / "root"
+    results, errors = [], []
+
+    def pull():
+        try:
+            results.append(pull_into(REF, rt, str(root), OPTS, {}))
+        except Exception as exc:  # pragma: no cover - the assertion below shows it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=pull) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == [] and len(results) == 2 and results[0] == results[1]
+    assert Path(results[0]).read_bytes() == squashfs.read_bytes()
+    left = [p.name for p in Path(results[0]).parent.iterdir()]
+    assert left == ["img:v1.sqfs"]
+
+
+def test_a_reference_whose_temp_names_pass_255_bytes_is_refused_before_writing(tmp_path):
+    ref = parse_reference("127.0.0.1:5999/team/img:" + "t" * 120)
+    long = parse_reference("127.0.0.1:5999/team/" + "n" * 235 + ":v1")
+    rt = ScriptedRuntime(script="exit 1")
+    with pytest.raises(CacheError, match=r"past the 255-byte limit.*shorter tag"):
+        pull_into(long, rt, str(tmp_path / "root"), OPTS, {})
+    assert not (tmp_path / "root").exists()
+    with pytest.raises(PullError):
+        pull_into(ref, rt, str(tmp_path / "root2"), OPTS, {})
+
+
+def test_a_link_at_an_image_name_is_not_an_image_and_is_replaced_by_a_pull(tmp_path, squashfs):
+    from slurmc.cache.layout import lookup
+
+    root = tmp_path / "root"
+    rt = ScriptedRuntime(script=f'cp {squashfs} "$1"')
+    rel = rt.cache_relpath(REF)
+    victim = tmp_path / "private"
+    victim.write_text("mine")
+    victim.chmod(0o600)
+    (root / rel).parent.mkdir(parents=True)
+    (root / rel).symlink_to(victim)
+    assert lookup(str(root), rel) == str(root / rel)  # a link of your own (or root's) is used
+    os.lchown(root / rel, 4242, -1)  # another user's link is not
+    assert lookup(str(root), rel) is None
+    assert [e.relpath for e in scan(str(root), rt)] == []
+    path = pull_into(REF, rt, str(root), OPTS, {})
+    assert not Path(path).is_symlink() and Path(path).read_bytes() == squashfs.read_bytes()
+    assert victim.read_text() == "mine" and stat.S_IMODE(victim.stat().st_mode) == 0o600
+
+
+def test_a_link_in_place_of_a_directory_is_refused_in_one_line(tmp_path, squashfs):
+    root = tmp_path / "root"
+    root.mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (root / "127.0.0.1:5999").symlink_to(elsewhere)
+    os.lchown(root / "127.0.0.1:5999", 4242, -1)  # another user's link
+    rt = ScriptedRuntime(script=f'cp {squashfs} "$1"')
+    with pytest.raises(CacheError, match=r"is not a directory.*never follows links"):
+        pull_into(REF, rt, str(root), OPTS, {})
+    assert list(elsewhere.iterdir()) == []
