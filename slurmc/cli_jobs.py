@@ -182,9 +182,7 @@ def jobs_list(
     if last < 0:
         raise ValidationError(f"--last: {last} is negative; give a count, or 0 for all")
     env = dict(os.environ)
-    recs = list(records.all_records(env, on_damaged=_damaged))
-    if last:
-        recs = recs[:last]
+    recs = records.newest_records(env, last, on_damaged=_damaged)
     states = _live(env, recs)
     if as_json:
         rows = []
@@ -500,3 +498,46 @@ def wait_for(result: SubmitResult, env: Mapping[str, str]) -> int:
     return _follow_and_report(
         env, result.submission.job_id, result.output, result.error, result.record
     )
+
+
+@jobs_app.command("prune")
+@handle_errors
+def jobs_prune(
+    older_than: float = typer.Option(
+        ..., "--older-than", help="Remove records of jobs submitted more than DAYS ago."
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Say what would go; remove nothing."),
+) -> None:
+    """Remove the records of old jobs that are known to have ended (retention).
+
+    A record whose job's end slurmc has not learnt yet is kept: run `slurmc jobs -n 0`
+    first to ask Slurm about them."""
+    import time
+
+    from . import records
+    from .errors import ValidationError
+
+    if older_than < 0:
+        raise ValidationError(f"--older-than: {older_than:g} is negative; give days, e.g. 90")
+    env = dict(os.environ)
+    cutoff = time.time() - older_than * 86400
+    removed = kept_open = 0
+    for path, rec in records.all_records(env, on_damaged=_damaged):
+        if records.submitted_epoch(rec) >= cutoff:
+            continue
+        if _stored(rec) is None:
+            kept_open += 1
+            continue
+        if not dry_run:
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                continue
+        removed += 1
+    verb = "would remove" if dry_run else "removed"
+    typer.echo(f"{verb} {removed} record(s) of jobs submitted over {older_than:g} days ago")
+    if kept_open:
+        typer.echo(
+            f"kept {kept_open} older record(s) whose end is not known yet "
+            "(`slurmc jobs -n 0` asks Slurm about them)"
+        )

@@ -407,6 +407,62 @@ def all_records(
     yield from found
 
 
+def submitted_epoch(record: Record) -> float:
+    """The record's submission time in seconds since the epoch (0 when unreadable)."""
+    import datetime as dt
+
+    try:
+        when = dt.datetime.strptime(str(record.get("submitted_at", "")), "%Y-%m-%dT%H:%M:%S%z")
+    except ValueError:
+        return 0.0
+    return when.timestamp()
+
+
+#: clock skew allowed between a record's submission time (the submitting host's clock)
+#: and its file's mtime (the file server's)
+_SKEW = 3600.0
+
+
+def newest_records(
+    env: Mapping[str, str], n: int, on_damaged: Callable[[Path, str], None] | None = None
+) -> list[tuple[Path, Record]]:
+    """The *n* newest sound records (by submission), newest first, reading only what is
+    needed: on a home directory holding every job a user ever ran, parsing them all on
+    each ``slurmc jobs`` grows with the years.
+
+    Files are read newest modification first. A record's file is written at submission
+    and rewritten later (its final state), so its mtime is never before its submission:
+    once *n* records are in hand and the next file's mtime is older than the n-th
+    newest submission (less a clock-skew margin), no file left can be newer."""
+    if n <= 0:
+        return list(all_records(env, on_damaged))
+    d = jobs_dir(env)
+    try:
+        with os.scandir(d) as it:
+            files = []
+            for e in it:
+                if e.name.endswith(".json") and not e.name.startswith("."):
+                    with contextlib.suppress(OSError):
+                        files.append((e.stat(follow_symlinks=False).st_mtime, e.name))
+    except FileNotFoundError:
+        return []
+    files.sort(reverse=True)
+    found: list[tuple[float, str, Path, Record]] = []
+    for mtime, name in files:
+        if len(found) >= n:
+            found.sort(key=lambda f: (f[0], f[1]), reverse=True)
+            del found[n:]
+            if mtime < found[-1][0] - _SKEW:
+                break
+        rec, why = read(d / name)
+        if rec is not None:
+            found.append((submitted_epoch(rec), name, d / name, rec))
+        elif why and on_damaged is not None:
+            on_damaged(d / name, why)
+    found.sort(key=lambda f: (str(f[3].get("submitted_at", "")), f[1]), reverse=True)
+    return [(path, rec) for _, _, path, rec in found[:n]]
+
+
 def find(
     env: Mapping[str, str],
     job_id: str,

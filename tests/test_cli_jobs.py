@@ -459,3 +459,33 @@ def test_same_id_on_two_clusters_needs_cluster(env, fp):
 def test_registering_twice_is_harmless():
     cli_jobs.register(jobs_app)
     assert sum(1 for g in jobs_app.registered_groups if g.name == "jobs") == 1
+
+
+def test_jobs_prune_removes_only_old_ended_records(tmp_path, monkeypatch):
+    import json as _json
+    import time as _time
+
+    from typer.testing import CliRunner
+
+    from slurmc import records as r
+    from slurmc.cli import app
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    env = {"XDG_STATE_HOME": str(tmp_path / "state")}
+    d = r.jobs_dir(env)
+    d.mkdir(parents=True)
+    now = _time.time()
+    final = {"state": "COMPLETED", "exit_code": 0, "signal": None, "source": "t"}
+    for job_id, age_days, end in [(1, 200, final), (2, 200, None), (3, 10, final)]:
+        when = _time.strftime("%Y-%m-%dT%H:%M:%S+0000", _time.gmtime(now - age_days * 86400))
+        rec = r.new_record(job_id=str(job_id), cluster="c", submitted_at=when, final=end)
+        (d / f"{job_id}.c.json").write_text(_json.dumps(rec))
+    dry = CliRunner().invoke(app, ["jobs", "prune", "--older-than", "90", "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert "would remove 1 record(s)" in dry.output and "kept 1 older" in dry.output
+    assert len(list(d.iterdir())) == 3
+    r_ = CliRunner().invoke(app, ["jobs", "prune", "--older-than", "90"])
+    assert r_.exit_code == 0, r_.output
+    assert sorted(p.name for p in d.iterdir()) == ["2.c.json", "3.c.json"]
+    bad = CliRunner().invoke(app, ["jobs", "prune", "--older-than", "-1"])
+    assert bad.exit_code != 0 and "negative" in bad.output

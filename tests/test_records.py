@@ -212,3 +212,79 @@ def test_background_digest_stopped_writes_nothing(env, tmp_path, monkeypatch):
     bg.start()
     bg.finish()
     assert "sha256" not in records.load(path)["image"]
+
+
+# ---- the newest N without reading them all (issue 17) ------------------------------
+
+
+def _write_records(env, specs):
+    """specs: (job_id, submitted epoch, mtime epoch); returns the jobs dir."""
+    import json as _json
+    import time as _time
+
+    from slurmc import records as r
+
+    d = r.jobs_dir(env)
+    d.mkdir(parents=True, exist_ok=True)
+    for job_id, submitted, mtime in specs:
+        rec = r.new_record(
+            job_id=str(job_id),
+            cluster="c",
+            submitted_at=_time.strftime("%Y-%m-%dT%H:%M:%S+0000", _time.gmtime(submitted)),
+            command=["true"],
+        )
+        f = d / f"{job_id}.c.json"
+        f.write_text(_json.dumps(rec))
+        os.utime(f, (mtime, mtime))
+    return d
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_newest_records_agree_with_reading_them_all(tmp_path, seed):
+    import random
+
+    from slurmc import records as r
+
+    rnd = random.Random(seed)
+    env = {"XDG_STATE_HOME": str(tmp_path / "state")}
+    specs = []
+    for i in range(300):
+        submitted = 1.7e9 + i * 60
+        # most files last written soon after submission; some much later (their final
+        # state learnt by a later `slurmc jobs`), some a little early (clock skew)
+        late = rnd.random() < 0.2
+        mtime = submitted + (rnd.uniform(0, 86400 * 30) if late else rnd.uniform(-600, 120))
+        specs.append((1000 + i, submitted, mtime))
+    _write_records(env, specs)
+    for n in (1, 5, 20, 299, 300, 1000):
+        want = list(r.all_records(env))[:n]
+        assert r.newest_records(env, n) == want, n
+
+
+def test_newest_records_read_few_files(tmp_path, monkeypatch):
+    from slurmc import records as r
+
+    env = {"XDG_STATE_HOME": str(tmp_path / "state")}
+    _write_records(env, [(i, 1.7e9 + i * 60, 1.7e9 + i * 60 + 5) for i in range(1, 2001)])
+    reads = []
+    real = r.read
+
+    def counting(path):
+        reads.append(path)
+        return real(path)
+
+    monkeypatch.setattr(r, "read", counting)
+    got = r.newest_records(env, 20)
+    assert [rec["job_id"] for _, rec in got] == [str(i) for i in range(2000, 1980, -1)]
+    assert len(reads) <= 20 + 61  # the 20, and the files within the skew margin (1 h)
+
+
+def test_newest_records_report_damaged_ones(tmp_path):
+    from slurmc import records as r
+
+    env = {"XDG_STATE_HOME": str(tmp_path / "state")}
+    d = _write_records(env, [(1, 1.7e9, 1.7e9), (2, 1.7e9 + 60, 1.7e9 + 60)])
+    (d / "3.c.json").write_text("{not json")
+    heard = []
+    got = r.newest_records(env, 5, on_damaged=lambda p, why: heard.append(p.name))
+    assert [rec["job_id"] for _, rec in got] == ["2", "1"] and heard == ["3.c.json"]
