@@ -184,7 +184,11 @@ def _sif_part(path: str) -> tuple[dict[str, Any], FileTree | None, dict[str, Any
     if prim.extra.get("fs_type_code") != sif.FS_SQUASHFS:
         info["note"] = f"primary partition is {fs_type}, not SquashFS: file system not read"
         return info, None, None
-    tree = SquashfsTree(path, prim.offset, prim.size)
+    try:
+        tree = SquashfsTree(path, prim.offset, prim.size)
+    except ImageFormatError as exc:  # the SIF itself is sound: report it, say why no files
+        info["note"] = f"primary partition not read: {exc}"
+        return info, None, None
     sq = {"offset": prim.offset, **tree.superblock.to_dict()}
     return info, tree, sq
 
