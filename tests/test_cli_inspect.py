@@ -10,12 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from sif_reference import SIF_IMAGES as FIXTURES
 from typer.testing import CliRunner
 
 from slurmc import inspect as core
 from slurmc.cli import app
 from slurmc.cli_inspect import register
-from tests.images.test_sif import FIXTURES
 from tests.test_inspect import make_rootfs, mksquashfs
 
 register(app)  # what slurmc/cli.py does; a second call is a no-op

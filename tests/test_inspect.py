@@ -8,11 +8,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from sif_reference import SIF_IMAGES as FIXTURES
 
 from slurmc import inspect as core
 from slurmc.errors import ConfigError, ImageNotFoundError, ValidationError
 from slurmc.images import ImageFormatError
-from tests.images.test_sif import FIXTURES
 
 WITH_CONDA = "source /opt/miniconda3/bin/activate pytorch"
 CONDA_REC = {
@@ -121,13 +121,13 @@ def test_sif_with_the_squashfs_at_an_offset(tmp_path, sqfs):
 
 
 def test_sif_without_a_squashfs_partition_reports_its_descriptors():
-    insp = core.inspect_image(str(FIXTURES / "one-object-oci-root-index.sif"))
-    assert "OCI-SIF" in insp.sif["note"] and insp.contents.environments == []
+    insp = core.inspect_image(str(FIXTURES / "one-object-sbom.sif"))
+    assert "no primary partition" in insp.sif["note"] and insp.contents.environments == []
     insp = core.inspect_image(str(FIXTURES / "one-object-generic-json.sif"))
     assert insp.sif["metadata_objects"] == [
         {"id": 1, "data_type": "JSON.Generic", "name": "data.json", "size": 2}
     ]
-    signed = core.inspect_image(str(FIXTURES / "one-group-signed-pgp.sif"))
+    signed = core.inspect_image(str(FIXTURES / "one-group-signed.sif"))
     assert signed.sif["signatures"] == [
         {
             "id": 3,
