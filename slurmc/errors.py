@@ -57,7 +57,9 @@ class ExternalCommandError(SlurmcError):
         self.tool = tool
         self.returncode = returncode
         self.stderr = stderr
-        lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+        # bytes that are not UTF-8 (kept by the door as surrogates) shown as U+FFFD
+        shown = stderr.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        lines = [ln.strip() for ln in shown.splitlines() if ln.strip()]
         detail = " | ".join(lines[-3:]) if lines else "no error output"
         msg = f"{tool} failed (exit {returncode}): {detail}"
         if slurm_config_missing(stderr):  # Slurm's raw DNS SRV text helps nobody

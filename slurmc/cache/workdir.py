@@ -39,6 +39,28 @@ def _leftover_owner(path: str) -> tuple[str, int] | None:
     return None
 
 
+def _process_age(pid: int) -> float | None:
+    """How long ago process *pid* started (Linux /proc), or None when unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            start_ticks = int(fh.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime", encoding="ascii") as fh:
+            uptime = float(fh.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _same_process(pid: int, leftover_age: float) -> bool:
+    """The pull that made a leftover *leftover_age* seconds ago still runs as *pid*: the
+    pid is alive and its process is older than the leftover (pids are reused, and on a
+    busy node soon: a process started after the leftover is another one)."""
+    if not pid_alive(pid):
+        return False
+    age = _process_age(pid)
+    return age is None or age + 2.0 >= leftover_age
+
+
 def _rmtree_at(parent_fd: int, name: str) -> None:
     """Remove the directory *name* in *parent_fd* and all in it, following no link."""
     fd = os.open(name, _DIRF, dir_fd=parent_fd)
@@ -82,7 +104,7 @@ def clean_leftovers(
                 age = time.time() - entry.stat(follow_symlinks=False).st_mtime
             except OSError:
                 continue
-            dead = owner is not None and owner[0] == HOST and not pid_alive(owner[1])
+            dead = owner is not None and owner[0] == HOST and not _same_process(owner[1], age)
             if dead or age > max_age:
                 with contextlib.suppress(OSError):
                     if entry.is_dir(follow_symlinks=False):

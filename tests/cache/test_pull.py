@@ -252,3 +252,29 @@ def test_a_link_in_place_of_a_directory_is_refused_in_one_line(tmp_path, squashf
     with pytest.raises(CacheError, match=r"is not a directory.*never follows links"):
         pull_into(REF, rt, str(root), OPTS, {})
     assert list(elsewhere.iterdir()) == []
+
+
+def test_a_reused_pid_does_not_keep_a_dead_pulls_leftover(tmp_path):
+    """pids are reused (pid_max is 32768 here): a live process that started after the
+    leftover was last written is not the pull that wrote it."""
+    import subprocess
+    import time as _time
+
+    from slurmc.cache.lock import HOST
+    from slurmc.cache.workdir import clean_leftovers
+
+    newer = subprocess.Popen(["sleep", "30"])
+    try:
+        old = tmp_path / f".img:v1.sqfs.pulling.{HOST}.{newer.pid}.abcd1234"
+        old.mkdir()
+        (old / "partial").write_bytes(b"x")
+        then = _time.time() - 60
+        os.utime(old, (then, then))
+        mine = tmp_path / f".img:v1.sqfs.pulling.{HOST}.{os.getpid()}.abcd5678"
+        mine.mkdir()  # this process, alive and older than its leftover: kept
+        removed = clean_leftovers(str(tmp_path), "img:v1.sqfs")
+        assert removed == [str(old)]
+        assert not old.exists() and mine.exists()
+    finally:
+        newer.kill()
+        newer.wait()
