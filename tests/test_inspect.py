@@ -13,6 +13,7 @@ from sif_reference import SIF_IMAGES as FIXTURES
 from slurmc import inspect as core
 from slurmc.errors import ConfigError, ImageNotFoundError, ValidationError
 from slurmc.images import ImageFormatError
+from tests.images.test_sif import SIGNED
 
 WITH_CONDA = "source /opt/miniconda3/bin/activate pytorch"
 CONDA_REC = {
@@ -127,7 +128,7 @@ def test_sif_without_a_squashfs_partition_reports_its_descriptors():
     assert insp.sif["metadata_objects"] == [
         {"id": 1, "data_type": "JSON.Generic", "name": "data.json", "size": 2}
     ]
-    signed = core.inspect_image(str(FIXTURES / "one-group-signed.sif"))
+    signed = core.inspect_image(str(FIXTURES / SIGNED))
     assert signed.sif["signatures"] == [
         {
             "id": 3,
