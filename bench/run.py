@@ -707,6 +707,9 @@ class Bench:
                 f = d / f"{rec['job_id']}.{cluster}.json"
                 f.write_text(json.dumps(rec, indent=2))
                 os.chmod(f, 0o600)
+                # as slurmc writes them: at submission, rewritten once when the end is learnt
+                when = 1.7e9 + i * 60 + 30
+                os.utime(f, (when, when))
             jenv = dict(self.env, XDG_STATE_HOME=str(home))
             check = subprocess.run(
                 self.slurmc_argv("jobs", "-n", "0", "--json"),
@@ -744,8 +747,9 @@ class Bench:
         self.extra["jobs_counts"] = counts
         self.notes.append(
             f"jobs: {', '.join(f'{n:,}' for n in counts)} records copied from one real record "
-            "(held `slurmc run`), each with its own job id, submission time and a final "
-            "state COMPLETED, so `slurmc jobs` reads records and asks Slurm nothing; "
+            "(held `slurmc run`), each with its own job id, submission time (one a minute) and "
+            "a final state COMPLETED, its file's mtime 30 s after its submission (as when "
+            "the end is learnt), so `slurmc jobs` reads records and asks Slurm nothing; "
             "files 0600 in a 0700 directory as slurmc writes them; warm page cache."
         )
 
