@@ -243,3 +243,25 @@ def test_every_determined_row_does_what_it_says(tmp_path, sif, doubles):
     r = run("`environment.image: /path/image.sif`", FILE=str(sif))
     assert r.returncode == 0, r.stderr
     assert str(sif) in r.stdout and str(root) not in r.stdout
+
+
+def _readme_block_after(marker: str) -> str:
+    lines = (REPO / "README.md").read_text().split(marker, 1)[1].splitlines()[1:]
+    block: list[str] = []
+    for line in lines:
+        if line.startswith("    "):
+            block.append(line[4:])
+        elif block and line.strip():
+            break
+    return "\n".join(block).strip()
+
+
+def test_guides_show_the_examples_test_readme_runs():
+    """The LUMI and Pyxis examples and their renderings are the README's, which
+    tests/integration/test_readme.py renders with --dry-run and compares."""
+    lumi = [code.strip() for p, _, code in blocks() if p.name == "lumi.md"]
+    assert lumi[0] == _readme_block_after("### LUMI")
+    assert lumi[1] == _readme_block_after("renders (`--dry-run` shows it):")
+    nvidia = [code.strip() for p, _, code in blocks() if p.name == "nvidia.md"]
+    assert nvidia[0] == _readme_block_after("### An NVIDIA cluster with Enroot and Pyxis")
+    assert nvidia[1] == _readme_block_after("`/shared/enroot`) and renders")
