@@ -265,3 +265,13 @@ def test_guides_show_the_examples_test_readme_runs():
     nvidia = [code.strip() for p, _, code in blocks() if p.name == "nvidia.md"]
     assert nvidia[0] == _readme_block_after("### An NVIDIA cluster with Enroot and Pyxis")
     assert nvidia[1] == _readme_block_after("`/shared/enroot`) and renders")
+
+
+def test_every_template_variable_is_documented():
+    page = (DOCS / "reference" / "sites.md").read_text().split("## Template variables", 1)[1]
+    used: set[str] = set()
+    for t in (REPO / "templates").rglob("*.j2"):
+        used |= set(re.findall(r"\bjob\.\w+(?:\.\w+)?", t.read_text()))
+    assert "job.directives" in used
+    for name in sorted(used):
+        assert f"`{name}`" in page, name
