@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shlex
 import shutil
 import subprocess
@@ -47,18 +46,52 @@ def make_job(site_name: str, runtime: str | None, env: dict[str, str], tmp_path:
         binds=("/data:/data:ro",) if site.runtime != "charliecloud" else ("/data:/data",),
         **kw,
     )
-    job = plan(req, site, env, "/home/user/project")
+    return fixed_image(plan(req, site, env, "/home/user/project"))
+
+
+def check_golden(name: str, text: str) -> None:
+    """Always compares; scripts/update-golden rewrites the files (and asserts nothing)."""
+    path = GOLDEN / name
+    assert path.exists(), f"no golden file {path}; run scripts/update-golden"
+    assert text == path.read_text(), f"{name} differs; if intended, run scripts/update-golden"
+
+
+def golden_cases(env: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    """Every golden file's name and the script it must hold (used by scripts/update-golden)."""
+    out = {}
+    for site_name in SITES:
+        for runtime in [r for r in RUNTIMES if r != "singularity"] + [None]:
+            job = make_job(site_name, runtime, env, tmp_path)
+            out[f"{site_name}-{runtime or 'own'}.sh"] = render_batch(job)
+        job = make_job(site_name, None, env, tmp_path, interactive=True)
+        out[f"{site_name}-step.sh"] = render_step(job)
+    out["lumi-standard-g-binding.sh"] = render_batch(fixed_image(binding_job(env, tmp_path)))
+    return out
+
+
+def fixed_image(job):
     fixed = "/shared/images/demo image.sif"
     spec = ImageSpec(kind="path", text=fixed, path=fixed)
     return replace(job, image=ResolvedImage(spec, fixed, "path"))
 
 
-def check_golden(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if os.environ.get("SLURMC_UPDATE_GOLDEN"):
-        path.write_text(text)
-    assert path.exists(), f"no golden file {path}; run with SLURMC_UPDATE_GOLDEN=1"
-    assert text == path.read_text()
+def binding_job(env: dict[str, str], tmp_path: Path):
+    site = load_site("lumi", env)
+    img = tmp_path / "img.sif"
+    img.write_bytes(b"")
+    req = JobRequest(
+        image=str(img),
+        command=("python", "train.py"),
+        resources={
+            "account": "p",
+            "partition": "standard-g",
+            "nodes": "2",
+            "gpus_per_node": "8",
+            "ntasks_per_node": "8",
+            "time": "1:00:00",
+        },
+    )
+    return plan(req, site, env, "/home/user")
 
 
 def bash_n(text: str) -> None:
@@ -132,32 +165,18 @@ LUMI_MASKS = (  # LUMI's documented GCD order, c = fe (FIELD-NOTES §4)
 
 
 def test_lumi_standard_g_whole_node_binds_each_task_to_its_gcd(clean_env, tmp_path):
-    site = load_site("lumi", clean_env)
-    img = tmp_path / "img.sif"
-    img.write_bytes(b"")
-    req = JobRequest(
-        image=str(img),
-        command=("python", "train.py"),
-        resources={
-            "account": "p",
-            "partition": "standard-g",
-            "nodes": "2",
-            "gpus_per_node": "8",
-            "ntasks_per_node": "8",
-            "time": "1:00:00",
-        },
-    )
-    job = plan(req, site, clean_env, "/home/user")
+    job = binding_job(clean_env, tmp_path)
     text = render_batch(job)
     assert f"srun --cpu-bind=mask_cpu:{LUMI_MASKS} singularity exec --rocm" in text
     assert "'export ROCR_VISIBLE_DEVICES=$SLURM_LOCALID && $WITH_CONDA && exec \"$@\"'" in text
     bash_n(text)
     shellcheck(text)
-    fixed = "/shared/images/demo image.sif"
-    job = replace(
-        job, image=ResolvedImage(ImageSpec(kind="path", text=fixed, path=fixed), fixed, "path")
-    )
-    check_golden("lumi-standard-g-binding.sh", render_batch(job))
+    check_golden("lumi-standard-g-binding.sh", render_batch(fixed_image(job)))
+
+
+def test_golden_cases_cover_every_golden_file(clean_env, tmp_path):
+    names = set(golden_cases(clean_env, tmp_path))
+    assert names == {p.name for p in GOLDEN.glob("*.sh")}
 
 
 def test_binding_is_skipped_and_said_on_a_shared_allocation(clean_env, tmp_path):
