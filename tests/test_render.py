@@ -12,6 +12,7 @@ import pytest
 
 from slurmc.errors import TemplateError
 from slurmc.job import JobRequest, plan
+from slurmc.quoting import Quoted
 from slurmc.refs import ImageSpec
 from slurmc.render import render, render_batch, render_step
 from slurmc.resolve import ResolvedImage
@@ -209,3 +210,48 @@ def test_a_colon_word_never_reaches_srun_bare(clean_env, tmp_path):
         ["bash", "-c", f"set -- ; eval {shlex.quote(line.strip())}"], capture_output=True, text=True
     )
     assert r.stdout == ": a:b +:\n"
+
+
+def _template(tmp_path: Path, text: str, name: str = "t.j2") -> str:
+    (tmp_path / name).write_text(text)
+    return str(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("value", "out"),
+    [(None, "[]"), ("", "[]"), (3, "[3]"), (0, "[0]"), (Quoted("$X"), "[$X]")],
+)
+def test_printable_values(tmp_path, value, out):
+    assert render("t.j2", [_template(tmp_path, "[{{ v }}]")], v=value) == out
+
+
+@pytest.mark.parametrize("value", ["x", " ", True, False, 1.5, ["a"]])
+def test_unquoted_values_are_a_template_error(tmp_path, value):
+    with pytest.raises(TemplateError, match=r"^template prints the unquoted value .*\|q"):
+        render("t.j2", [_template(tmp_path, "[{{ v }}]")], v=value)
+
+
+def test_the_quoting_filters(tmp_path):
+    path = _template(tmp_path, "{{ w|q }} {{ ws|qjoin }} {{ version }}\n")
+    out = render("t.j2", [path], w="it's", ws=["a b", "$c"])
+    assert out.startswith("'it'\\''s' 'a b' '$c' ")
+    assert out.endswith("\n")  # keep_trailing_newline
+
+
+def test_a_missing_template_is_named_with_the_search_path(tmp_path):
+    with pytest.raises(TemplateError, match=r"^template 'nope.j2' not found in /a, /b$"):
+        render("nope.j2", ["/a", "/b"])
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [("{% if %}", "t.j2: "), ("{{ nope|q }}", "t.j2: 'nope' is undefined")],
+)
+def test_template_errors_name_the_template(tmp_path, text, reason):
+    with pytest.raises(TemplateError, match=f"^template {reason}"):
+        render("t.j2", [_template(tmp_path, text)])
+
+
+def test_blocks_trim_their_lines(tmp_path):
+    path = _template(tmp_path, "a\n  {% if true %}\nb\n  {% endif %}\nc\n")
+    assert render("t.j2", [path]) == "a\nb\nc\n"
