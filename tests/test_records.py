@@ -212,3 +212,52 @@ def test_background_digest_stopped_writes_nothing(env, tmp_path, monkeypatch):
     bg.start()
     bg.finish()
     assert "sha256" not in records.load(path)["image"]
+
+
+# ---- limits and boundaries -----------------------------------------------------------------
+
+
+def test_documented_limits():
+    assert records.DIGEST_AT_SUBMIT_MAX == 64 * 1024 * 1024
+    assert records.new_record(job_id="1") == {"schema": 1, "job_id": "1"}
+
+
+def test_the_submission_limit_is_inclusive(env, image):
+    size = image.stat().st_size
+    at = records.image_identity(str(image), "path")
+    records.digest_at_submit({**env, "SLURMC_DIGEST_SUBMIT_MAX": str(size)}, at)
+    assert at["sha256"] == hashlib.sha256(image.read_bytes()).hexdigest()
+    below = records.image_identity(str(image), "path")
+    records.digest_at_submit({**env, "SLURMC_DIGEST_SUBMIT_MAX": str(size - 1)}, below)
+    assert at["sha256"] and below.get("sha256") == at["sha256"]  # from the digest cache now
+    fresh = {"HOME": env["HOME"], "XDG_STATE_HOME": env["XDG_STATE_HOME"] + "2"}
+    other = records.image_identity(str(image), "path")
+    records.digest_at_submit({**fresh, "SLURMC_DIGEST_SUBMIT_MAX": str(size - 1)}, other)
+    assert "sha256" not in other
+    records.digest_at_submit({**fresh, "SLURMC_DIGEST_SUBMIT_MAX": ""}, other)
+    assert "sha256" in other  # empty: the default limit
+
+
+def test_an_image_changed_before_its_submission_hash_gets_none(env, image):
+    ident = records.image_identity(str(image), "path")
+    image.write_bytes(b"changed between identity and hash")
+    records.digest_at_submit(env, ident)
+    assert "sha256" not in ident
+    assert records.cached_digest(env, ident) is None
+
+
+def test_sha256_file_reads_in_4_mib_blocks(tmp_path):
+    big = tmp_path / "big"
+    big.write_bytes(b"x" * ((4 << 20) + 10))
+    seen: list[int] = []
+    digest = records.sha256_file(str(big), progress=seen.append)
+    assert seen == [4 << 20, (4 << 20) + 10]
+    assert digest == hashlib.sha256(big.read_bytes()).hexdigest()
+
+
+def test_hidden_record_files_are_not_records(env):
+    records.write(env, records.new_record(job_id="1", cluster="c", submitted_at="x"))
+    d = records.jobs_dir(env)
+    (d / ".7.c.json").write_text(json.dumps(records.new_record(job_id="7", cluster="c")))
+    (d / "8.c.txt").write_text(json.dumps(records.new_record(job_id="8", cluster="c")))
+    assert [r["job_id"] for _, r in records.all_records(env)] == ["1"]
