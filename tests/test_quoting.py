@@ -125,3 +125,9 @@ def test_directive_refuses_a_control_character_in_the_option_name():
 
 def test_directive_with_an_empty_value():
     assert directive("--x", "") == "--x="
+
+
+def test_the_error_shows_the_first_40_characters():
+    with pytest.raises(ValidationError) as exc:
+        directive("--x", "a" * 39 + "b" + "c" * 10 + "\n")
+    assert f"value {'a' * 39 + 'b'!r} holds" in str(exc.value)

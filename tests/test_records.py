@@ -261,3 +261,11 @@ def test_hidden_record_files_are_not_records(env):
     (d / ".7.c.json").write_text(json.dumps(records.new_record(job_id="7", cluster="c")))
     (d / "8.c.txt").write_text(json.dumps(records.new_record(job_id="8", cluster="c")))
     assert [r["job_id"] for _, r in records.all_records(env)] == ["1"]
+
+
+def test_find_skips_unreadable_files_and_records_of_other_jobs(env):
+    records.write(env, records.new_record(job_id="5", cluster="a"))
+    d = records.jobs_dir(env)
+    (d / "5.broken.json").write_text("{not json")
+    (d / "5.moved.json").write_text(json.dumps(records.new_record(job_id="6", cluster="moved")))
+    assert [r["cluster"] for _, r in records.find(env, "5")] == ["a"]

@@ -253,3 +253,8 @@ def test_touch_used_falls_back_to_a_read_when_utime_is_not_allowed(tmp_path, mon
     monkeypatch.setattr("builtins.open", spy)
     touch_used(str(f))
     assert opened == [(str(f), "rb")]
+
+
+def test_modes_let_the_group_share_the_cache():
+    assert DIR_MODE == 0o2775  # setgid, group-writable
+    assert layout.FILE_MODE == 0o644  # readable by all: a shared image is never 0600
