@@ -269,3 +269,16 @@ def test_find_skips_unreadable_files_and_records_of_other_jobs(env):
     (d / "5.broken.json").write_text("{not json")
     (d / "5.moved.json").write_text(json.dumps(records.new_record(job_id="6", cluster="moved")))
     assert [r["cluster"] for _, r in records.find(env, "5")] == ["a"]
+
+
+def test_a_digest_cache_entry_must_match_and_hold_a_string(env, image):
+    ident = records.image_identity(str(image), "path")
+    records.remember_digest(env, ident, "0" * 64)
+    [entry] = list(records.digests_dir(env).glob("*.json"))
+    data = json.loads(entry.read_text())
+    entry.write_text(json.dumps({**data, "sha256": 5}))
+    assert records.cached_digest(env, ident) is None
+    entry.write_text(json.dumps({**data, "size": -1}))
+    assert records.cached_digest(env, ident) is None
+    entry.write_text(json.dumps(data))
+    assert records.cached_digest(env, ident) == "0" * 64
