@@ -19,7 +19,7 @@ from slurmc.cache.layout import (
     touch_used,
 )
 from slurmc.errors import InvalidReferenceError
-from slurmc.refs import parse_reference
+from slurmc.refs import ImageRef, parse_reference
 from slurmc.runtimes import get_runtime
 
 D64 = "sha256:" + "a" * 64
@@ -36,6 +36,8 @@ MAPPING = [
     ("localhost:5000/x:1", "localhost:5000/x:1"),
     ("localhost/x:1", "localhost/x:1"),
     ("docker.io/localhost/x:1", "docker.io/localhost/x:1"),
+    ("org/a.b:1", "org/a.b:1"),
+    ("org/localhost:1", "org/localhost:1"),
     (f"ubuntu@{D64}", f"library/ubuntu@{D64}"),
     (f"ubuntu:22.04@{D64}", f"library/ubuntu:22.04@{D64}"),
 ]
@@ -258,3 +260,11 @@ def test_touch_used_falls_back_to_a_read_when_utime_is_not_allowed(tmp_path, mon
 def test_modes_let_the_group_share_the_cache():
     assert DIR_MODE == 0o2775  # setgid, group-writable
     assert layout.FILE_MODE == 0o644  # readable by all: a shared image is never 0600
+
+
+@pytest.mark.parametrize("path", ["a/../b", "a//b", "./a", "a/."])
+@pytest.mark.parametrize("kind", RUNTIMES)
+def test_the_mapping_refuses_dot_and_empty_components_even_if_the_grammar_let_them_by(kind, path):
+    ref = ImageRef(domain="x.io", path=path, tag="1", digest=None)
+    with pytest.raises(InvalidReferenceError, match="cannot be mapped to a cache file name"):
+        get_runtime(kind).cache_relpath(ref)
