@@ -262,7 +262,7 @@ def test_modes_let_the_group_share_the_cache():
     assert layout.FILE_MODE == 0o644  # readable by all: a shared image is never 0600
 
 
-@pytest.mark.parametrize("path", ["a/../b", "a//b", "./a", "a/."])
+@pytest.mark.parametrize("path", ["a/../b", "a//b", "./a", "../a"])
 @pytest.mark.parametrize("kind", RUNTIMES)
 def test_the_mapping_refuses_dot_and_empty_components_even_if_the_grammar_let_them_by(kind, path):
     ref = ImageRef(domain="x.io", path=path, tag="1", digest=None)
