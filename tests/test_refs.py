@@ -166,6 +166,8 @@ def test_bad_registry_hosts_are_named(text):
         "sha256+b64u:" + H64,
         "a.b-c_d+e:" + "0" * 40,
         "x9:" + "1" * 33,
+        "A9+B.c:" + "e" * 32,
+        "Sha256:" + "f" * 32,  # only the lower-case names have a fixed length
     ],
 )
 def test_digest_algorithms_and_lengths(digest):

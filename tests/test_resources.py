@@ -59,6 +59,9 @@ def test_time_accepts_sbatch_forms(value):
         "1h",
         "30:",
         "1::00",
+        "2-1:",
+        "2-1::00",
+        "2-1:00:",
     ],
 )
 def test_time_refuses_what_sbatch_would(value):

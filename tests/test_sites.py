@@ -154,7 +154,7 @@ def test_bad_site_names(tmp_path, name):
         load_site_file(write(tmp_path, f'name = "{name}"\n' + MINIMAL))
 
 
-@pytest.mark.parametrize("var", ["WITH_CONDA", "_x", "a9", "A_B_1"])
+@pytest.mark.parametrize("var", ["WITH_CONDA", "_x", "a9", "A_B_1", "X", "_", "z"])
 def test_conda_variable_names(tmp_path, var):
     site = site_from(tmp_path, f'[container]\nconda_variable = "{var}"\nenv = {{ {var} = "1" }}\n')
     assert site.conda_variable == var and site.env == {var: "1"}
@@ -271,3 +271,13 @@ def test_expand_names_the_missing_variable():
         expand("$B/x", {}, "images.cache")
     with pytest.raises(ConfigError, match=r"needs \$E"):
         expand("${E}", {"E": ""}, "w")
+
+
+def test_an_empty_cluster_name_line_does_not_hide_a_later_one(tmp_path, clean_env):
+    conf = tmp_path / "slurm.conf"
+    conf.write_text("ClusterName=\nClusterName=mine\n")
+    sites = tmp_path / "sites"
+    sites.mkdir()
+    (sites / "mine.toml").write_text(MINIMAL + '[detect]\ncluster_name = "mine"\n')
+    env = dict(clean_env, SLURM_CONF=str(conf), SLURMC_SITE_PATH=str(sites))
+    assert resolve_site(None, env).name == "mine"
