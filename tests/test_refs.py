@@ -293,6 +293,7 @@ def test_path_transports_keep_the_transport():
     [
         ("catalog:pytorch", ("pytorch", None)),
         ("catalog:pytorch:2.3.1", ("pytorch", "2.3.1")),
+        ("catalog:pytorch:v2", ("pytorch", "v2")),
         ("catalog:mpi4py:V2_1.0+rocm-6", ("mpi4py", "V2_1.0+rocm-6")),
         ("catalog:0a.b_c-d:", ("0a.b_c-d", None)),
     ],
@@ -314,3 +315,10 @@ def test_bad_catalog_images(text):
 def test_parse_image_refuses_control_characters(text):
     with pytest.raises(InvalidReferenceError, match="contains a control character"):
         parse_image(text)
+
+
+def test_a_too_long_name_is_shown_cut_at_60_characters():
+    text = "a/" + "b" * 58 + "cd" + "e" * 200
+    with pytest.raises(InvalidReferenceError) as exc:
+        parse_reference(text)
+    assert f"{text[:60]!r}...: name longer" in str(exc.value)

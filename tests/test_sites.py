@@ -281,3 +281,23 @@ def test_an_empty_cluster_name_line_does_not_hide_a_later_one(tmp_path, clean_en
     (sites / "mine.toml").write_text(MINIMAL + '[detect]\ncluster_name = "mine"\n')
     env = dict(clean_env, SLURM_CONF=str(conf), SLURMC_SITE_PATH=str(sites))
     assert resolve_site(None, env).name == "mine"
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ("[container]\nenv = { A = 1 }", r"key 'container.env': got \{'A': 1\}, expected a table"),
+        (
+            '[images]\ndefaults = { gpu = "x" }',
+            "'images.defaults': got 'gpu', expected keys cpu",
+        ),
+        ('[images]\ncache = ["a", ""]', "key 'images.cache'.*a list of directories"),
+        ('[images]\npull = "maybe"', "key 'images.pull': got 'maybe', expected one of login, job"),
+        ("[slurm]\naccount_required = 1", "key 'slurm.account_required': got 1, expected true"),
+        ("[partitions.p]\ngpus_per_node = true", "gpus_per_node': got True, expected a whole"),
+        ("[slurm]\nnope = 1", "unknown key 'slurm.nope'"),
+    ],
+)
+def test_bad_site_values_name_the_key(tmp_path, body, reason):
+    with pytest.raises(ConfigError, match=reason):
+        site_from(tmp_path, body + "\n")
