@@ -73,7 +73,7 @@ def test_find_by_id_and_cluster(env):
     assert records.find(env, "6") == []
 
 
-@pytest.mark.parametrize("bad", ["", "12a", "../12", "1 2", "12;", "-1"])
+@pytest.mark.parametrize("bad", ["", "12a", "../12", "1 2", "12;", "-1", "12_", "_3", "1_2_3"])
 def test_job_ids_are_checked(env, bad):
     with pytest.raises(ValidationError, match="not a job id"):
         records.find(env, bad)
