@@ -282,3 +282,16 @@ def test_a_digest_cache_entry_must_match_and_hold_a_string(env, image):
     assert records.cached_digest(env, ident) is None
     entry.write_text(json.dumps(data))
     assert records.cached_digest(env, ident) == "0" * 64
+
+
+@pytest.mark.parametrize(
+    ("cluster", "name"),
+    [
+        ("LUMI-g_9", "1.LUMI-g_9.json"),
+        ("../x y", "1.___x_y.json"),
+        ("a.b", "1.a_b.json"),
+        ("", "1.unknown.json"),
+    ],
+)
+def test_record_names_keep_only_safe_characters(cluster, name):
+    assert records.record_name("1", cluster) == name

@@ -167,6 +167,7 @@ def test_bad_registry_hosts_are_named(text):
         "a.b-c_d+e:" + "0" * 40,
         "x9:" + "1" * 33,
         "A9+B.c:" + "e" * 32,
+        "a+bC.dE9:" + "e" * 32,
         "Sha256:" + "f" * 32,  # only the lower-case names have a fixed length
     ],
 )
