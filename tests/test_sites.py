@@ -143,7 +143,7 @@ def site_from(tmp_path: Path, text: str, name: str = "mysite.toml"):
     return load_site_file(write(tmp_path, MINIMAL + text, name))
 
 
-@pytest.mark.parametrize("name", ["a", "A9", "9a", "a_b", "a.b-c", "x" * 64])
+@pytest.mark.parametrize("name", ["a", "A9", "9a", "a_b", "a.b-c", "aB", "a9", "x" * 64])
 def test_site_names(tmp_path, name):
     assert site_from(tmp_path, "", f"{name}.toml").name == name
 
