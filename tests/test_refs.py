@@ -119,6 +119,9 @@ H64 = "a" * 64
     [
         ("Registry.Example.COM/x", "Registry.Example.COM", "x"),
         ("REG/x", "REG", "x"),  # upper case makes a first component a host
+        ("X.io/x", "X.io", "x"),
+        ("a.B/x", "a.B", "x"),
+        ("aB-C.dE/x", "aB-C.dE", "x"),
         ("my-registry.local:5000/a/b", "my-registry.local:5000", "a/b"),
         ("a-b-c.d/x", "a-b-c.d", "x"),
         ("a1.b2:443/x", "a1.b2:443", "x"),
