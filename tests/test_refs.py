@@ -298,6 +298,7 @@ def test_path_transports_keep_the_transport():
         ("catalog:pytorch", ("pytorch", None)),
         ("catalog:pytorch:2.3.1", ("pytorch", "2.3.1")),
         ("catalog:pytorch:v2", ("pytorch", "v2")),
+        ("catalog:pytorch:1.0-RC1", ("pytorch", "1.0-RC1")),
         ("catalog:mpi4py:V2_1.0+rocm-6", ("mpi4py", "V2_1.0+rocm-6")),
         ("catalog:0a.b_c-d:", ("0a.b_c-d", None)),
     ],

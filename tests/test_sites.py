@@ -296,8 +296,18 @@ def test_an_empty_cluster_name_line_does_not_hide_a_later_one(tmp_path, clean_en
         ("[slurm]\naccount_required = 1", "key 'slurm.account_required': got 1, expected true"),
         ("[partitions.p]\ngpus_per_node = true", "gpus_per_node': got True, expected a whole"),
         ("[slurm]\nnope = 1", "unknown key 'slurm.nope'"),
+        ("[slurm]\ndefaults = { nodes = true }", "defaults.nodes': got True, expected a str"),
+        ("[slurm]\ndefaults = { nodes = 1.5 }", "'slurm.defaults.nodes': got 1.5, expected a str"),
     ],
 )
 def test_bad_site_values_name_the_key(tmp_path, body, reason):
     with pytest.raises(ConfigError, match=reason):
         site_from(tmp_path, body + "\n")
+
+
+def test_a_user_config_that_is_not_toml_is_named(clean_env):
+    cfg = Path(clean_env["XDG_CONFIG_HOME"]) / "slurmc"
+    cfg.mkdir(parents=True)
+    (cfg / "config.toml").write_text("site = [\n")
+    with pytest.raises(ConfigError, match=r"config.toml: cannot read user config: "):
+        resolve_site(None, clean_env)
