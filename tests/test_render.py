@@ -255,3 +255,10 @@ def test_template_errors_name_the_template(tmp_path, text, reason):
 def test_blocks_trim_their_lines(tmp_path):
     path = _template(tmp_path, "a\n  {% if true %}\nb\n  {% endif %}\nc\n")
     assert render("t.j2", [path]) == "a\nb\nc\n"
+
+
+def test_the_unquoted_value_is_shown_cut_at_40_characters(tmp_path):
+    value = "a" * 39 + "b" + "c" * 10
+    with pytest.raises(TemplateError) as exc:
+        render("t.j2", [_template(tmp_path, "{{ v }}")], v=value)
+    assert f"value {value[:40]!r}; pass it" in str(exc.value)

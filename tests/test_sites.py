@@ -258,12 +258,13 @@ def test_load_site_by_path_or_name(tmp_path, clean_env):
         ("${E:-d}", "d"),  # set but empty: the default
         ("$a9_", "lower"),
         ("${Ab}/$Ab", "mixed/mixed"),
+        ("${ab}", "low"),
         ("x$", "x$"),
         ("$9", "$9"),
     ],
 )
 def test_expand_forms(value, out):
-    env = {"A": "1", "A_9": "9", "E": "", "a9_": "lower", "Ab": "mixed"}
+    env = {"A": "1", "A_9": "9", "E": "", "a9_": "lower", "Ab": "mixed", "ab": "low"}
     assert expand(value, env, "images.cache") == out
 
 
