@@ -247,14 +247,28 @@ def test_touch_used_falls_back_to_a_read_when_utime_is_not_allowed(tmp_path, mon
     def deny(*a, **kw):
         raise PermissionError("not yours")
 
+    class Reads:
+        def __init__(self, fh):
+            self.fh = fh
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.fh.close()
+
+        def read(self, n=-1):
+            opened.append(("read", n))
+            return self.fh.read(n)
+
     def spy(path, mode="r", *a, **kw):
         opened.append((path, mode))
-        return real_open(path, mode, *a, **kw)
+        return Reads(real_open(path, mode, *a, **kw))
 
     monkeypatch.setattr(layout.os, "utime", deny)
     monkeypatch.setattr("builtins.open", spy)
     touch_used(str(f))
-    assert opened == [(str(f), "rb")]
+    assert opened == [(str(f), "rb"), ("read", 1)]  # a one-byte read: atime moves
 
 
 def test_modes_let_the_group_share_the_cache():
