@@ -35,8 +35,20 @@ def test_backoff_ceiling_can_be_lowered_for_tests():
 
 
 def test_backoff_rejects_negative():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="n must be >= 0"):
         backoff(-1)
+    assert backoff(0) == 1
+
+
+def test_backoff_first_and_factor():
+    assert [backoff(n, first=0.5, factor=3) for n in range(4)] == [0.5, 1.5, 4.5, 13.5]
+
+
+def test_backoff_stops_computing_powers_after_64_polls():
+    inf = float("inf")
+    assert backoff(64, ceiling=inf) == 2.0**64
+    assert backoff(65, ceiling=inf) == inf  # the ceiling, without computing 2**65
+    assert backoff(10**9, factor=10.0) == 30  # no OverflowError
 
 
 @pytest.mark.parametrize(("text", "value"), [(None, 30.0), ("", 30.0), ("2", 2.0), ("60", 60.0)])

@@ -59,3 +59,75 @@ def test_directive_quotes_what_sbatch_would_split():
 
 def test_comment_shows_control_characters_escaped():
     assert comment("a\nb") == "a\\nb"
+
+
+SAFE = "AZaz09_@%+=:,./-"
+
+
+@pytest.mark.parametrize("ch", list(SAFE))
+def test_each_safe_character_stays_bare(ch):
+    assert sh(f"x{ch}y") == f"x{ch}y"
+    assert directive("--x", f"x{ch}y") == f"--x=x{ch}y"
+
+
+@pytest.mark.parametrize("ch", list(" '\"$`\\!*?[]{}()<>|&;#~^"))
+def test_shell_special_characters_are_quoted(ch):
+    assert sh(f"x{ch}y") != f"x{ch}y"
+    assert bash_words(sh(f"x{ch}y")) == [f"x{ch}y"]
+
+
+def test_sh_of_an_empty_value_is_an_empty_word():
+    assert sh("") == "''"
+    assert bash_words(sh("")) == [""]
+
+
+def test_sh_leaves_an_already_quoted_value_alone():
+    q = sh("it's")
+    assert sh(q) is q
+    assert sh(Quoted("$HOME")) == "$HOME"
+    assert sh_join(["a b", Quoted("$X"), 3]) == "'a b' $X 3"
+
+
+def test_sh_writes_control_characters_as_utf8_hex_escapes():
+    assert sh("a\nb'c\\d") == "$'a\\x0ab\\'c\\\\d'"
+    assert sh("\x85") == "$'\\xc2\\x85'"
+    assert sh("\u2029") == "$'\\xe2\\x80\\xa9'"
+    assert sh("\x7f\x1f\x00x") == "$'\\x7f\\x1f\\x00x'"
+
+
+@pytest.mark.parametrize("ch", ["\u2028", "\u2029", "\x80", "\x85", "\x9f", "\x00", "\x1f", "\x7f"])
+def test_line_and_paragraph_separators_and_c1_controls_are_controls(ch):
+    with pytest.raises(ValidationError, match="control character"):
+        directive("--comment", f"a{ch}b")
+    assert comment(f"a{ch}b") == "a" + repr(ch)[1:-1] + "b"
+    assert ch not in sh(f"a{ch}b")
+
+
+@pytest.mark.parametrize("ch", ["\xa0", "\u00e9", "\u2027", "\u202a", "~", " "])
+def test_other_characters_are_not_controls(ch):
+    assert comment(f"a{ch}b") == f"a{ch}b"
+    assert sh(f"a{ch}b").startswith("'")
+
+
+def test_directive_names_the_field_in_its_error():
+    with pytest.raises(ValidationError, match=r"^--my-field: value 'a\\nb' holds the control"):
+        directive("--x", "a\nb", field="--my-field")
+    with pytest.raises(ValidationError, match=r"^--x: value"):
+        directive("--x", "a\nb")
+
+
+def test_directive_refuses_a_control_character_in_the_option_name():
+    with pytest.raises(ValidationError, match=r"^--f: value '--x\\ny' holds the control"):
+        directive("--x\ny", "v", field="--f")
+    with pytest.raises(ValidationError, match="control character"):
+        directive("--x\ny", None)
+
+
+def test_directive_with_an_empty_value():
+    assert directive("--x", "") == "--x="
+
+
+def test_the_error_shows_the_first_40_characters():
+    with pytest.raises(ValidationError) as exc:
+        directive("--x", "a" * 39 + "b" + "c" * 10 + "\n")
+    assert f"value {'a' * 39 + 'b'!r} holds" in str(exc.value)

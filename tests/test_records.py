@@ -73,7 +73,7 @@ def test_find_by_id_and_cluster(env):
     assert records.find(env, "6") == []
 
 
-@pytest.mark.parametrize("bad", ["", "12a", "../12", "1 2", "12;", "-1"])
+@pytest.mark.parametrize("bad", ["", "12a", "../12", "1 2", "12;", "-1", "12_", "_3", "1_2_3"])
 def test_job_ids_are_checked(env, bad):
     with pytest.raises(ValidationError, match="not a job id"):
         records.find(env, bad)
@@ -288,3 +288,86 @@ def test_newest_records_report_damaged_ones(tmp_path):
     heard = []
     got = r.newest_records(env, 5, on_damaged=lambda p, why: heard.append(p.name))
     assert [rec["job_id"] for _, rec in got] == ["2", "1"] and heard == ["3.c.json"]
+
+
+# ---- limits and boundaries -----------------------------------------------------------------
+
+
+def test_documented_limits():
+    assert records.DIGEST_AT_SUBMIT_MAX == 64 * 1024 * 1024
+    assert records.new_record(job_id="1") == {"schema": 1, "job_id": "1"}
+
+
+def test_the_submission_limit_is_inclusive(env, image):
+    size = image.stat().st_size
+    at = records.image_identity(str(image), "path")
+    records.digest_at_submit({**env, "SLURMC_DIGEST_SUBMIT_MAX": str(size)}, at)
+    assert at["sha256"] == hashlib.sha256(image.read_bytes()).hexdigest()
+    below = records.image_identity(str(image), "path")
+    records.digest_at_submit({**env, "SLURMC_DIGEST_SUBMIT_MAX": str(size - 1)}, below)
+    assert at["sha256"] and below.get("sha256") == at["sha256"]  # from the digest cache now
+    fresh = {"HOME": env["HOME"], "XDG_STATE_HOME": env["XDG_STATE_HOME"] + "2"}
+    other = records.image_identity(str(image), "path")
+    records.digest_at_submit({**fresh, "SLURMC_DIGEST_SUBMIT_MAX": str(size - 1)}, other)
+    assert "sha256" not in other
+    records.digest_at_submit({**fresh, "SLURMC_DIGEST_SUBMIT_MAX": ""}, other)
+    assert "sha256" in other  # empty: the default limit
+
+
+def test_an_image_changed_before_its_submission_hash_gets_none(env, image):
+    ident = records.image_identity(str(image), "path")
+    image.write_bytes(b"changed between identity and hash")
+    records.digest_at_submit(env, ident)
+    assert "sha256" not in ident
+    assert records.cached_digest(env, ident) is None
+
+
+def test_sha256_file_reads_in_4_mib_blocks(tmp_path):
+    big = tmp_path / "big"
+    big.write_bytes(b"x" * ((4 << 20) + 10))
+    seen: list[int] = []
+    digest = records.sha256_file(str(big), progress=seen.append)
+    assert seen == [4 << 20, (4 << 20) + 10]
+    assert digest == hashlib.sha256(big.read_bytes()).hexdigest()
+
+
+def test_hidden_record_files_are_not_records(env):
+    records.write(env, records.new_record(job_id="1", cluster="c", submitted_at="x"))
+    d = records.jobs_dir(env)
+    (d / ".7.c.json").write_text(json.dumps(records.new_record(job_id="7", cluster="c")))
+    (d / "8.c.txt").write_text(json.dumps(records.new_record(job_id="8", cluster="c")))
+    assert [r["job_id"] for _, r in records.all_records(env)] == ["1"]
+
+
+def test_find_skips_unreadable_files_and_records_of_other_jobs(env):
+    records.write(env, records.new_record(job_id="5", cluster="a"))
+    d = records.jobs_dir(env)
+    (d / "5.broken.json").write_text("{not json")
+    (d / "5.moved.json").write_text(json.dumps(records.new_record(job_id="6", cluster="moved")))
+    assert [r["cluster"] for _, r in records.find(env, "5")] == ["a"]
+
+
+def test_a_digest_cache_entry_must_match_and_hold_a_string(env, image):
+    ident = records.image_identity(str(image), "path")
+    records.remember_digest(env, ident, "0" * 64)
+    [entry] = list(records.digests_dir(env).glob("*.json"))
+    data = json.loads(entry.read_text())
+    entry.write_text(json.dumps({**data, "sha256": 5}))
+    assert records.cached_digest(env, ident) is None
+    entry.write_text(json.dumps({**data, "size": -1}))
+    assert records.cached_digest(env, ident) is None
+    entry.write_text(json.dumps(data))
+    assert records.cached_digest(env, ident) == "0" * 64
+
+
+@pytest.mark.parametrize(
+    ("cluster", "name"),
+    [
+        ("LUMI-g_9", "1.LUMI-g_9.json"),
+        ("../x y", "1.___x_y.json"),
+        ("a.b", "1.a_b.json"),
+        ("", "1.unknown.json"),
+    ],
+)
+def test_record_names_keep_only_safe_characters(cluster, name):
+    assert records.record_name("1", cluster) == name

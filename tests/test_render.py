@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shlex
 import shutil
 import subprocess
@@ -13,6 +12,7 @@ import pytest
 
 from slurmc.errors import TemplateError
 from slurmc.job import JobRequest, plan
+from slurmc.quoting import Quoted
 from slurmc.refs import ImageSpec
 from slurmc.render import render, render_batch, render_step
 from slurmc.resolve import ResolvedImage
@@ -47,18 +47,52 @@ def make_job(site_name: str, runtime: str | None, env: dict[str, str], tmp_path:
         binds=("/data:/data:ro",) if site.runtime != "charliecloud" else ("/data:/data",),
         **kw,
     )
-    job = plan(req, site, env, "/home/user/project")
+    return fixed_image(plan(req, site, env, "/home/user/project"))
+
+
+def check_golden(name: str, text: str) -> None:
+    """Always compares; scripts/update-golden rewrites the files (and asserts nothing)."""
+    path = GOLDEN / name
+    assert path.exists(), f"no golden file {path}; run scripts/update-golden"
+    assert text == path.read_text(), f"{name} differs; if intended, run scripts/update-golden"
+
+
+def golden_cases(env: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    """Every golden file's name and the script it must hold (used by scripts/update-golden)."""
+    out = {}
+    for site_name in SITES:
+        for runtime in [r for r in RUNTIMES if r != "singularity"] + [None]:
+            job = make_job(site_name, runtime, env, tmp_path)
+            out[f"{site_name}-{runtime or 'own'}.sh"] = render_batch(job)
+        job = make_job(site_name, None, env, tmp_path, interactive=True)
+        out[f"{site_name}-step.sh"] = render_step(job)
+    out["lumi-standard-g-binding.sh"] = render_batch(fixed_image(binding_job(env, tmp_path)))
+    return out
+
+
+def fixed_image(job):
     fixed = "/shared/images/demo image.sif"
     spec = ImageSpec(kind="path", text=fixed, path=fixed)
     return replace(job, image=ResolvedImage(spec, fixed, "path"))
 
 
-def check_golden(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if os.environ.get("SLURMC_UPDATE_GOLDEN"):
-        path.write_text(text)
-    assert path.exists(), f"no golden file {path}; run with SLURMC_UPDATE_GOLDEN=1"
-    assert text == path.read_text()
+def binding_job(env: dict[str, str], tmp_path: Path):
+    site = load_site("lumi", env)
+    img = tmp_path / "img.sif"
+    img.write_bytes(b"")
+    req = JobRequest(
+        image=str(img),
+        command=("python", "train.py"),
+        resources={
+            "account": "p",
+            "partition": "standard-g",
+            "nodes": "2",
+            "gpus_per_node": "8",
+            "ntasks_per_node": "8",
+            "time": "1:00:00",
+        },
+    )
+    return plan(req, site, env, "/home/user")
 
 
 def bash_n(text: str) -> None:
@@ -135,32 +169,18 @@ LUMI_MASKS = (  # LUMI's documented GCD order, c = fe (FIELD-NOTES §4)
 
 
 def test_lumi_standard_g_whole_node_binds_each_task_to_its_gcd(clean_env, tmp_path):
-    site = load_site("lumi", clean_env)
-    img = tmp_path / "img.sif"
-    img.write_bytes(b"")
-    req = JobRequest(
-        image=str(img),
-        command=("python", "train.py"),
-        resources={
-            "account": "p",
-            "partition": "standard-g",
-            "nodes": "2",
-            "gpus_per_node": "8",
-            "ntasks_per_node": "8",
-            "time": "1:00:00",
-        },
-    )
-    job = plan(req, site, clean_env, "/home/user")
+    job = binding_job(clean_env, tmp_path)
     text = render_batch(job)
     assert f"srun --cpu-bind=mask_cpu:{LUMI_MASKS} singularity exec --rocm" in text
     assert "'export ROCR_VISIBLE_DEVICES=$SLURM_LOCALID && $WITH_CONDA && exec \"$@\"'" in text
     bash_n(text)
     shellcheck(text)
-    fixed = "/shared/images/demo image.sif"
-    job = replace(
-        job, image=ResolvedImage(ImageSpec(kind="path", text=fixed, path=fixed), fixed, "path")
-    )
-    check_golden("lumi-standard-g-binding.sh", render_batch(job))
+    check_golden("lumi-standard-g-binding.sh", render_batch(fixed_image(job)))
+
+
+def test_golden_cases_cover_every_golden_file(clean_env, tmp_path):
+    names = set(golden_cases(clean_env, tmp_path))
+    assert names == {p.name for p in GOLDEN.glob("*.sh")}
 
 
 def test_binding_is_skipped_and_said_on_a_shared_allocation(clean_env, tmp_path):
@@ -193,3 +213,55 @@ def test_a_colon_word_never_reaches_srun_bare(clean_env, tmp_path):
         ["bash", "-c", f"set -- ; eval {shlex.quote(line.strip())}"], capture_output=True, text=True
     )
     assert r.stdout == ": a:b +:\n"
+
+
+def _template(tmp_path: Path, text: str, name: str = "t.j2") -> str:
+    (tmp_path / name).write_text(text)
+    return str(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("value", "out"),
+    [(None, "[]"), ("", "[]"), (3, "[3]"), (0, "[0]"), (Quoted("$X"), "[$X]")],
+)
+def test_printable_values(tmp_path, value, out):
+    assert render("t.j2", [_template(tmp_path, "[{{ v }}]")], v=value) == out
+
+
+@pytest.mark.parametrize("value", ["x", " ", True, False, 1.5, ["a"]])
+def test_unquoted_values_are_a_template_error(tmp_path, value):
+    with pytest.raises(TemplateError, match=r"^template prints the unquoted value .*\|q"):
+        render("t.j2", [_template(tmp_path, "[{{ v }}]")], v=value)
+
+
+def test_the_quoting_filters(tmp_path):
+    path = _template(tmp_path, "{{ w|q }} {{ ws|qjoin }} {{ version }}\n")
+    out = render("t.j2", [path], w="it's", ws=["a b", "$c"])
+    assert out.startswith("'it'\\''s' 'a b' '$c' ")
+    assert out.endswith("\n")  # keep_trailing_newline
+
+
+def test_a_missing_template_is_named_with_the_search_path(tmp_path):
+    with pytest.raises(TemplateError, match=r"^template 'nope.j2' not found in /a, /b$"):
+        render("nope.j2", ["/a", "/b"])
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [("{% if %}", "t.j2: "), ("{{ nope|q }}", "t.j2: 'nope' is undefined")],
+)
+def test_template_errors_name_the_template(tmp_path, text, reason):
+    with pytest.raises(TemplateError, match=f"^template {reason}"):
+        render("t.j2", [_template(tmp_path, text)])
+
+
+def test_blocks_trim_their_lines(tmp_path):
+    path = _template(tmp_path, "a\n  {% if true %}\nb\n  {% endif %}\nc\n")
+    assert render("t.j2", [path]) == "a\nb\nc\n"
+
+
+def test_the_unquoted_value_is_shown_cut_at_40_characters(tmp_path):
+    value = "a" * 39 + "b" + "c" * 10
+    with pytest.raises(TemplateError) as exc:
+        render("t.j2", [_template(tmp_path, "{{ v }}")], v=value)
+    assert f"value {value[:40]!r}; pass it" in str(exc.value)

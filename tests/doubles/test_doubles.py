@@ -1337,9 +1337,9 @@ def test_the_shared_test_image_runs(double_env, tmp_path_factory) -> None:
     )
     if b.returncode != 0:
         pytest.skip(f"build-test-image failed: {b.stderr[-500:]}")
-    for f in ("image.sif", "image.sqfs"):
-        if not (out / f).exists():
-            continue
+    built = [f for f in ("image.sif", "image.sqfs") if (out / f).exists()]
+    assert built, f"build-test-image made neither image.sif nor image.sqfs: {b.stderr[-500:]}"
+    for f in built:
         p = run(
             "singularity",
             "exec",
