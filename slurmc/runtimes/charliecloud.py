@@ -42,8 +42,13 @@ class Charliecloud(Runtime):
         name = pull_name(ref)
         storage = f"{scratch}/ch-image"
         return [
-            # ch-image refuses to run without $USER ("can't get username")
-            Step(["ch-image", "-s", storage, "pull", name], {**_SYSTEM_PATH, "USER": _user()}),
+            # ch-image refuses to run without $USER ("can't get username"); --no-cache: its
+            # build cache commits with git, which fails where git has no identity (a fresh
+            # machine), and a throwaway storage gains nothing from it
+            Step(
+                ["ch-image", "-s", storage, "--no-cache", "pull", name],
+                {**_SYSTEM_PATH, "USER": _user()},
+            ),
             Step(
                 ["ch-convert", "-i", "ch-image", "-o", "squash", name, dest],
                 {**_SYSTEM_PATH, "CH_IMAGE_STORAGE": storage},

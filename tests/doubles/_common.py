@@ -433,7 +433,9 @@ def pull_to_dir(
     env = ch_image_env(dict(os.environ))
     env["CH_IMAGE_STORAGE"] = ch_image_storage(env)
     ch_image = find_tool("ch-image")
-    argv = [ch_image]
+    # no build cache: it commits with git, which fails where git has no identity
+    # (a fresh machine: "git commit ... code 128"), and a pull gains nothing from it
+    argv = [ch_image, "--no-cache"]
     if tls_no_verify:
         argv.append("--tls-no-verify")
     if arch:

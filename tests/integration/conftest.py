@@ -32,6 +32,28 @@ LUMI_BIND_SOURCES = [
     "/appl",
 ]
 LUMI_BIND_FILES = ["/usr/lib64/libcxi.so.1", "/usr/lib64/libjansson.so.4"]
+
+
+def _host_image_facts() -> tuple[str, str, str]:
+    """What scripts/build-test-image copies from this machine into the test images:
+    Debian's own python3 (X.Y and full version; 3.11 on Debian 12, 3.13 on Debian 13)
+    and the Debian release (os-release VERSION_ID), asked of the host, not of the image."""
+    full = subprocess.run(
+        ["/usr/bin/python3", "-c", "import platform; print(platform.python_version())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    release = "?"
+    for line in Path("/etc/os-release").read_text().splitlines():
+        if line.startswith("VERSION_ID="):
+            release = line.split("=", 1)[1].strip('"')
+    return ".".join(full.split(".")[:2]), full, release
+
+
+#: the test images' python (X.Y, full version) and their os-release PRETTY_NAME
+IMAGE_PYVER, IMAGE_PY_FULL, _RELEASE = _host_image_facts()
+IMAGE_OS = f"slurmc test image (Debian {_RELEASE} userland)"
 FINAL_STATES = {
     "COMPLETED",
     "FAILED",

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import Images, slurmc
+from .conftest import IMAGE_PY_FULL, Images, slurmc
 
 pytestmark = pytest.mark.runtime
 
 WITH_CONDA = "source /opt/miniconda3/bin/activate pytorch"
 PIP = [("slurmc_probe", "1.2.3")]
-CONDA = [("numpy", "1.26.4"), ("python", "3.11.2"), ("pytorch", "2.3.1")]
+CONDA = [("numpy", "1.26.4"), ("python", IMAGE_PY_FULL), ("pytorch", "2.3.1")]
 
 
 def run(*argv: str | Path) -> None:

@@ -26,7 +26,7 @@ import pytest
 
 from . import test_cache_pull as pulls
 from . import test_shell as shell_mod
-from .conftest import REPO
+from .conftest import IMAGE_OS, REPO
 
 # the registry fixture and helpers of the single-node pull tests
 registry = pulls.registry
@@ -126,7 +126,7 @@ def test_containerized_job_on_three_nodes(nodes, images, tmp_path):
     rows = sorted(line.split(" ", 3) for line in r.stdout.splitlines())
     assert [row[0] for row in rows] == ["node1", "node2", "node3"], r.stdout
     assert sorted(row[2] for row in rows) == ["0", "1", "2"]
-    assert all(row[3] == "slurmc test image (Debian 12 userland)" for row in rows), r.stdout
+    assert all(row[3] == IMAGE_OS for row in rows), r.stdout
     job = job_id_of(r.stderr)
     assert f"job {job} completed (exit code 0)" in r.stderr
     listed = nodes.slurmc("jobs", "show", job, "--json", cwd=tmp_path)

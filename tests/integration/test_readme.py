@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import REPO, slurmc
+from .conftest import IMAGE_OS, REPO, slurmc
 
 pytestmark = pytest.mark.cluster
 README = (REPO / "README.md").read_text()
@@ -39,7 +39,7 @@ def test_demo_command_ends_with_the_jobs_output(cluster):
     )
     assert r.returncode == 0, r.stderr[-3000:]
     tail = r.stdout.strip().splitlines()[-5:]
-    assert tail[0] == "running in: slurmc test image (Debian 12 userland)"
+    assert tail[0] == f"running in: {IMAGE_OS}"
     assert "conda env: pytorch" in tail and "GPUs: 0,1" in tail
     assert tail[-1] == "arguments: ['--lr', '3e-4']"
     # the demo follows its job with `slurmc run --wait`, so its record learns how it ended

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import RealApptainer, output_of, slurmc, submitted_id, wait_job
+from .conftest import IMAGE_PYVER, RealApptainer, output_of, slurmc, submitted_id, wait_job
 from .test_cache_pull import pushed, registry  # noqa: F401  (session fixtures)
 from .test_run_devcluster import PROBE
 from .test_run_sites import DET_REF
@@ -136,7 +136,7 @@ def test_venv_create_and_run_through_the_real_apptainer(
     assert fields["JobState"] == "COMPLETED", text
     seen = json.loads(text.strip().splitlines()[-1])
     assert seen["greeting"] == f"hello from {PKG}"
-    assert seen["file"].startswith("/user-software/lib/python3.11/site-packages/")
+    assert seen["file"].startswith(f"/user-software/lib/python{IMAGE_PYVER}/site-packages/")
     assert seen["conda_pkg"] == "1.2.3" and seen["conda"] == "pytorch"
     assert seen["venv"] == "/user-software"
     script = slurmc(

@@ -24,7 +24,15 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import double_calls, output_of, slurmc, submitted_id, wait_job
+from .conftest import (
+    IMAGE_PY_FULL,
+    IMAGE_PYVER,
+    double_calls,
+    output_of,
+    slurmc,
+    submitted_id,
+    wait_job,
+)
 
 pytestmark = pytest.mark.cluster
 
@@ -111,7 +119,7 @@ def test_lumi_venv_is_imported_by_a_job_through_the_singularityce_double(
     assert sqsh.read_bytes()[:4] == b"hsqs"
     meta = json.loads((store / f"{name}.json").read_text())
     assert meta["base_image"]["path"] == str(images.lumi_sif)
-    assert meta["conda"] == "with_conda" and meta["python"] == "3.11.2"
+    assert meta["conda"] == "with_conda" and meta["python"] == IMAGE_PY_FULL
     assert {"name": PKG, "version": VERSION} in meta["installed"]
     assert build_leftovers(name) == []
     # built inside the container: the Singularity double ran, with the venv dir at /user-software
@@ -143,7 +151,7 @@ def test_lumi_venv_is_imported_by_a_job_through_the_singularityce_double(
     assert fields["JobState"] == "COMPLETED", text
     seen = json.loads(text.strip().splitlines()[-1])
     assert seen["greeting"] == f"hello from {PKG}"
-    assert seen["file"].startswith("/user-software/lib/python3.11/site-packages/")
+    assert seen["file"].startswith(f"/user-software/lib/python{IMAGE_PYVER}/site-packages/")
     assert seen["conda_pkg"] == "1.2.3" and seen["conda"] == "pytorch"  # conda env still there
     assert seen["venv"] == "/user-software" and seen["prefix"] == "/user-software"
     job_exec = [c for c in double_calls(doubles, "singularity") if c["argv"][:1] == ["exec"]][-1]
