@@ -13,7 +13,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 def test_wheel_install_in_a_fresh_venv_ships_templates_and_sites(tmp_path):
     src = tmp_path / "src"  # a copy, so the build cannot see the checkout's files by path
-    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(".git", ".venv*", "*.pyc", ".*cache", "site"))
+    shutil.copytree(
+        REPO, src, ignore=shutil.ignore_patterns(".git", ".venv*", "*.pyc", ".*cache", "site")
+    )
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
     py = env_dir / "bin" / "python"
