@@ -261,3 +261,65 @@ def test_read_only_directory_is_a_clear_error(tmp_path):
     finally:
         if os.geteuid() == 0:
             subprocess.run(["umount", str(ro)], check=True)
+
+
+# ---- what the mutation run of cache/lock.py showed still unchecked (issue 10) -------------
+
+
+def _owner_json(**over):
+    data = {"host": "elsewhere", "pid": 4242, "since": 1.0, "token": "t" * 32, **over}
+    return json.dumps(data)
+
+
+def test_an_owner_file_is_read_up_to_4096_bytes(tmp_path):
+    """The owner is read with one capped read: 4096 bytes are whole, 4097 are not."""
+    lock = tmp_path / ".img.lock"
+    base = len(_owner_json(token=""))
+    lock.write_text(_owner_json(token="t" * (4096 - base)))
+    assert lock.stat().st_size == 4096 and read_owner(str(lock)).pid == 4242
+    lock.write_text(_owner_json(token="t" * (4097 - base)))
+    assert read_owner(str(lock)).pid == -1  # cut at 4096: not JSON, a foreign file
+
+
+@pytest.mark.parametrize(
+    "over", [{"host": 5}, {"pid": "4242"}, {"pid": True}, {"since": "1"}, {"token": 7}]
+)
+def test_one_field_of_the_wrong_type_makes_the_owner_foreign(tmp_path, over):
+    lock = tmp_path / ".img.lock"
+    lock.write_text(_owner_json(**over))
+    assert read_owner(str(lock)).pid == -1
+
+
+def test_the_lock_directory_named_in_errors():
+    assert ImageLock("/a/b/.x.lock")._directory == "/a/b"
+    assert ImageLock(".x.lock")._directory == "."
+
+
+def test_the_lock_file_is_group_writable(tmp_path):
+    old = os.umask(0)
+    try:
+        lock = tmp_path / ".img.lock"
+        with ImageLock(str(lock)):
+            assert lock.stat().st_mode & 0o777 == 0o664
+    finally:
+        os.umask(old)
+
+
+def test_a_missing_directory_fails_at_once_not_after_the_timeout(tmp_path):
+    t = time.monotonic()
+    with pytest.raises(CacheError, match="No such file or directory") as exc:
+        ImageLock(str(tmp_path / "nope" / ".x.lock"), timeout=5).acquire()
+    assert not isinstance(exc.value, LockTimeoutError)
+    assert time.monotonic() - t < 2
+
+
+def test_a_holder_on_this_host_is_judged_by_its_pid_even_pid_1(tmp_path):
+    """pid 1 is alive on this host: its lock is never stale, however old; the waiter
+    gives up naming it (not "an unknown holder")."""
+    lock = tmp_path / ".img.lock"
+    lock.write_text(_owner_json(host=HOST, pid=1))
+    old = time.time() - 3600
+    os.utime(lock, (old, old))
+    with pytest.raises(LockTimeoutError, match=f"host {HOST}, pid 1,"):
+        ImageLock(str(lock), timeout=0.6, lifetime=0.05).acquire()
+    assert lock.exists()
