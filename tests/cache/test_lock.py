@@ -323,3 +323,34 @@ def test_a_holder_on_this_host_is_judged_by_its_pid_even_pid_1(tmp_path):
     with pytest.raises(LockTimeoutError, match=f"host {HOST}, pid 1,"):
         ImageLock(str(lock), timeout=0.6, lifetime=0.05).acquire()
     assert lock.exists()
+
+
+def test_a_foreign_lock_file_names_no_holder_when_the_waiter_gives_up(tmp_path):
+    lock = tmp_path / ".img.lock"
+    lock.write_text("not an owner")
+    with pytest.raises(LockTimeoutError, match=r"held by an unknown holder\)"):
+        ImageLock(str(lock), timeout=0.3, lifetime=600).acquire()
+
+
+def test_pid_0_on_this_host_is_not_a_process_to_ask(tmp_path):
+    """pid 0 names no process (kill(0, 0) would ask our own group): such a lock is judged
+    as one from elsewhere, stale once unchanged for its lifetime."""
+    lock = tmp_path / ".img.lock"
+    lock.write_text(_owner_json(host=HOST, pid=0))
+    got = ImageLock(str(lock), timeout=5, lifetime=0.2)
+    assert got.acquire() is True
+    got.release()
+
+
+def test_a_lost_link_reply_counts_when_the_link_was_made(tmp_path, monkeypatch):
+    """NFS: link(2) may report an error although it linked; a link count of 2 tells."""
+    real = os.link
+
+    def link_then_fail(*args, **kwargs):
+        real(*args, **kwargs)
+        raise OSError(errno.EIO, "lost reply")
+
+    monkeypatch.setattr(os, "link", link_then_fail)
+    lock = ImageLock(str(tmp_path / ".img.lock"), timeout=1)
+    assert lock.acquire() is True
+    lock.release()
