@@ -354,3 +354,26 @@ def test_a_lost_link_reply_counts_when_the_link_was_made(tmp_path, monkeypatch):
     lock = ImageLock(str(tmp_path / ".img.lock"), timeout=1)
     assert lock.acquire() is True
     lock.release()
+
+
+@pytest.mark.parametrize(("pid", "who"), [(1, "host elsewhere, pid 1,"), (-1, "an unknown holder")])
+def test_a_stale_lock_that_cannot_be_moved_says_who_holds_it(tmp_path, monkeypatch, pid, who):
+    """In a sticky directory another user's stale lock cannot be renamed away: one line
+    naming the holder (or none, for a foreign file), not a wait or a traceback."""
+    lock = tmp_path / ".img.lock"
+    lock.write_text(_owner_json(pid=pid))
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "rename", refuse)
+    with pytest.raises(CacheError, match="cannot be removed by you") as exc:
+        ImageLock(str(lock), timeout=5, lifetime=0.1).acquire()
+    assert who in str(exc.value)
+
+
+def test_the_timeout_names_no_holder_for_pid_0(tmp_path):
+    lock = tmp_path / ".img.lock"
+    lock.write_text(_owner_json(pid=0))
+    with pytest.raises(LockTimeoutError, match=r"held by an unknown holder\)"):
+        ImageLock(str(lock), timeout=0.3, lifetime=600).acquire()
