@@ -561,6 +561,8 @@ def render(insp: Inspection) -> str:
                 detail.append(d["digest"])
             if "sbom_format" in d:
                 detail.append(d["sbom_format"])
+            if "message" in d:
+                detail.append(f"{d['format']}/{d['message']}")
             link = (
                 ("group " if d["link_is_group"] else "object ") + str(d["link"])
                 if d["link"]

@@ -140,6 +140,20 @@ def test_sif_without_a_squashfs_partition_reports_its_descriptors():
     json.dumps(signed.to_dict())
 
 
+def test_every_reference_image_renders_its_descriptors_and_their_types():
+    """The table names each object's type and details, as siftool's list does (a
+    cryptographic message's format and message type were missing)."""
+    for path in sorted(FIXTURES.glob("*.sif")):
+        insp = core.inspect_image(str(path))
+        text = core.render(insp)
+        for d in insp.sif["descriptors"]:
+            assert d["data_type"] in text, (path.name, d)
+    crypt = core.render(core.inspect_image(str(FIXTURES / "one-object-crypt-message.sif")))
+    assert "Cryptographic Message  1      -     32176   4     -     OpenPGP/Clear Signature" in (
+        crypt
+    )
+
+
 def test_truncated_and_garbage_squashfs_are_clear_errors(tmp_path, sqfs):
     from slurmc.images.squashfs import read_superblock
 

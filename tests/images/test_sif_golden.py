@@ -44,6 +44,15 @@ INFO_CASES = (
     if SIFTOOL_GOLDEN.is_dir()
     else {}
 )
+DUMP_CASES = (
+    {
+        name: (image, i)
+        for name, image, i in siftool_cases("TestApp_Dump")
+        if (SIFTOOL_GOLDEN / "TestApp_Dump" / f"{name}.golden").is_file()
+    }
+    if SIFTOOL_GOLDEN.is_dir()
+    else {}
+)
 #: Go's crypto.Hash names, as siftool prints a signature's hash type
 HASH_NAMES = {"SHA256": "SHA-256", "SHA384": "SHA-384", "SHA512": "SHA-512", "SHA1": "SHA-1"}
 GO_ZERO_TIME = -62135596800  # time.Time{}.Unix()
@@ -56,7 +65,7 @@ def test_every_reference_image_is_read():
     assert SIF_IMAGES.is_dir(), MISSING
     images = sorted(p.name for p in SIF_IMAGES.glob("*.sif"))
     assert set(GOLDEN_NAMES) <= set(images)
-    assert len(GOLDEN_NAMES) >= 17 and len(INFO_CASES) >= 8
+    assert len(GOLDEN_NAMES) >= 17 and len(INFO_CASES) >= 8 and len(DUMP_CASES) >= 3
     for name in images:
         s = inspect(name)
         assert s["header"]["version"] == "01" and isinstance(s["descriptors"], list), name
@@ -136,26 +145,51 @@ def link_text(d: dict) -> str:
     return f"{d['link']} (G)" if d["link_is_group"] else str(d["link"])
 
 
-def render_list(descriptors: list[dict]) -> list[list[str]]:
-    return [
-        [
+LIST_COLUMNS = ["ID", "GROUP", "LINK", "SIF POSITION (start-end)", "TYPE"]
+
+
+def render_list(descriptors: list[dict]) -> dict[str, str]:
+    out = {}
+    for d in descriptors:
+        cells = [
             str(d["id"]),
             str(d["group"]) if d["group"] else "NONE",
             link_text(d),
             f"{d['offset']}-{d['offset'] + d['size']}",
             type_column(d),
         ]
-        for d in descriptors
+        out |= {
+            f"descriptor {d['id']} {col}": cell
+            for col, cell in zip(LIST_COLUMNS, cells, strict=True)
+        }
+    return out
+
+
+def golden_list(text: str) -> dict[str, str]:
+    """siftool's list table, parsed by its own heading row: one field per descriptor and
+    column, named like "descriptor 3 TYPE"."""
+    lines = [line for line in text.splitlines() if line and not line.startswith("-")]
+    heading = [" ".join(cell.split()) for cell in lines[0].split("|")]
+    assert heading == LIST_COLUMNS, heading
+    out = {}
+    for line in lines[1:]:
+        cells = [" ".join(cell.split()) for cell in line.split("|")]
+        assert len(cells) == len(heading), line
+        out |= {
+            f"descriptor {cells[0]} {col}": cell for col, cell in zip(heading, cells, strict=True)
+        }
+    return out
+
+
+def agree(image: str, ours: dict[str, str], golden: dict[str, str]) -> None:
+    """Field by field; a failure names the image and every field that differs."""
+    wrong = [
+        f"{image}: {key}: slurmc {ours.get(key, '(not shown)')!r}, "
+        f"siftool {golden.get(key, '(not shown)')!r}"
+        for key in sorted(ours.keys() | golden.keys())
+        if ours.get(key) != golden.get(key)
     ]
-
-
-def golden_list(text: str) -> list[list[str]]:
-    rows = []
-    for line in text.splitlines():
-        if line.startswith("-") or line.startswith("ID "):
-            continue
-        rows.append([" ".join(cell.split()) for cell in line.split("|")])
-    return rows
+    assert not wrong, "\n".join(wrong)
 
 
 def render_info(d: dict) -> dict[str, str]:
@@ -195,13 +229,14 @@ def test_header_agrees_with_siftool(image):
     golden = key_values(
         (SIFTOOL_GOLDEN / "TestApp_Header" / f"{GOLDEN_NAMES[image]}.golden").read_text()
     )
-    assert render_header(inspect(image)["header"]) == golden
+    assert golden, f"{image}: the golden file shows no field"
+    agree(image, render_header(inspect(image)["header"]), golden)
 
 
 @pytest.mark.parametrize("image", sorted(GOLDEN_NAMES) or ["(package missing)"])
 def test_list_agrees_with_siftool(image):
     text = (SIFTOOL_GOLDEN / "TestApp_List" / f"{GOLDEN_NAMES[image]}.golden").read_text()
-    assert render_list(inspect(image)["descriptors"]) == golden_list(text)
+    agree(image, render_list(inspect(image)["descriptors"]), golden_list(text))
 
 
 @pytest.mark.parametrize("case", sorted(INFO_CASES) or ["(package missing)"])
@@ -209,7 +244,22 @@ def test_info_agrees_with_siftool(case):
     image, wanted = INFO_CASES[case]
     (d,) = [d for d in inspect(image)["descriptors"] if d["id"] == wanted]
     golden = key_values((SIFTOOL_GOLDEN / "TestApp_Info" / f"{case}.golden").read_text())
-    assert render_info(d) == golden
+    assert golden, f"{case}: the golden file shows no field"
+    agree(f"{image} descriptor {wanted} ({case})", render_info(d), golden)
+
+
+@pytest.mark.parametrize("case", sorted(DUMP_CASES) or ["(package missing)"])
+def test_object_bytes_agree_with_siftool_dump(case):
+    """`siftool dump` writes an object's data: the bytes at the offset and size slurmc
+    reports are exactly those."""
+    image, wanted = DUMP_CASES[case]
+    (d,) = [d for d in inspect(image)["descriptors"] if d["id"] == wanted]
+    with open(SIF_IMAGES / image, "rb") as f:
+        f.seek(d["offset"])
+        data = f.read(d["size"])
+    assert data == (SIFTOOL_GOLDEN / "TestApp_Dump" / f"{case}.golden").read_bytes(), (
+        f"{image} descriptor {wanted}: offset {d['offset']} size {d['size']}"
+    )
 
 
 def test_an_image_whose_root_file_system_is_not_squashfs_still_reports_its_sif():
