@@ -19,6 +19,7 @@ from .cli_common import (
     prepared_job,
     print_json,
     refuse_gpus,
+    request_from,
     with_project,
 )
 from .errors import SlurmcError
@@ -206,33 +207,11 @@ def run(
         "catalog": tuple(catalog or ()),
     }
     o, note = with_project(given, os.getcwd())
-    request = launch.JobRequest(
-        image=o["image"] or "",
-        command=tuple(command),
-        resources={
-            "partition": o["partition"],
-            "account": o["account"],
-            "nodes": o["nodes"],
-            "ntasks_per_node": o["ntasks-per-node"],
-            "cpus_per_task": o["cpus-per-task"],
-            "gpus_per_node": o["gpus-per-node"],
-            "mem": o["mem"],
-            "time": o["time"],
-            "job_name": o["job-name"],
-            "output": o["output"],
-            "error": o["error"],
-            "array": array,
-            "dependency": dependency,
-            "comment": o["comment"],
-        },
-        extra=o["sbatch-arg"],
-        binds=o["bind"],
-        env=o["env"],
-        conda=None if o["conda"] is None else ("with_conda" if o["conda"] else "none"),
-        cache_dirs=o["cache-dir"],
-        catalogs=o["catalog"],
+    request = request_from(
+        o,
+        command,
+        extra_resources={"array": array, "dependency": dependency},
         interactive=interactive,
-        venv=o["venv"],
     )
     if wait and (dry_run or interactive or array):
         from .errors import ValidationError

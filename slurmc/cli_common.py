@@ -196,3 +196,33 @@ def with_project(cli: dict[str, Any], cwd: str) -> tuple[dict[str, Any], str | N
             used.append(key)
     note = f"from {project.file}: {', '.join(used)}" if used else None
     return merged, note
+
+
+def request_from(
+    options: dict[str, Any],
+    command: list[str] | tuple[str, ...],
+    *,
+    extra_resources: dict[str, str | None] | None = None,
+    **flags: Any,
+) -> Any:
+    """The JobRequest of `run` or `shell` from their options (keyed as the project file's
+    keys, after with_project); *flags*: interactive, pty."""
+    from .launch import JobRequest
+    from .project import RESOURCES
+
+    resources = {field: options[key] for key, field in RESOURCES.items() if key in options}
+    resources.update(extra_resources or {})
+    conda = options["conda"]
+    return JobRequest(
+        image=options["image"] or "",
+        command=tuple(command),
+        resources=resources,
+        extra=options["sbatch-arg"],
+        binds=options["bind"],
+        env=options["env"],
+        conda=None if conda is None else ("with_conda" if conda else "none"),
+        cache_dirs=options["cache-dir"],
+        catalogs=options["catalog"],
+        venv=options["venv"],
+        **flags,
+    )

@@ -7,7 +7,7 @@ import os
 import typer
 
 from . import completion
-from .cli_common import handle_errors, prepared_job, refuse_gpus, with_project
+from .cli_common import handle_errors, prepared_job, refuse_gpus, request_from, with_project
 
 
 @handle_errors
@@ -70,27 +70,12 @@ def shell(
         "catalog": tuple(catalog or ()),
     }
     o, note = with_project(given, os.getcwd())
-    request = launch.JobRequest(
-        image=o["image"] or "",
-        command=(shell_cmd,),
-        resources={
-            "partition": o["partition"],
-            "account": o["account"],
-            "cpus_per_task": o["cpus-per-task"],
-            "gpus_per_node": o["gpus-per-node"],
-            "mem": o["mem"],
-            "time": o["time"],
-            "job_name": o["job-name"] or "slurmc-shell",
-        },
-        extra=o["sbatch-arg"],
-        binds=o["bind"],
-        env=o["env"],
-        conda=None if o["conda"] is None else ("with_conda" if o["conda"] else "none"),
-        cache_dirs=o["cache-dir"],
-        catalogs=o["catalog"],
+    request = request_from(
+        o,
+        (shell_cmd,),
+        extra_resources={"job_name": o["job-name"] or "slurmc-shell"},
         interactive=True,
         pty=True,
-        venv=o["venv"],
     )
     job, environ = prepared_job(request, o["site"], note=note)
     raise typer.Exit(launch.run_interactive(job, environ, os.getcwd()))

@@ -244,8 +244,9 @@ def catalog_checks(catalogs: tuple[str, ...]) -> list[Check]:
 
 
 def credentials_check(env: Mapping[str, str]) -> Check:
-    base = env.get("XDG_CONFIG_HOME") or os.path.join(env.get("HOME") or "~", ".config")
-    path = os.path.join(os.path.expanduser(base), "slurmc", "credentials")
+    from .credentials import credentials_file
+
+    path = credentials_file(env)
     try:
         st = os.stat(path)
     except FileNotFoundError:
