@@ -12,7 +12,7 @@ Builds, under --workdir (default /var/tmp/slurmc-inspect-bench):
                more inodes), the shape of a real PyTorch image's site-packages
 
 then times, as the median of --runs runs (warm page cache):
-  static       slurmc.inspect.inspect_image (squashfs-tools behind it)
+  static       slurmc.usecases.inspect.inspect_image (squashfs-tools behind it)
   pysquashfs   the same discovery through PySquashfsImage (if installed), to
                compare the two ways of reading SquashFS
   exec         `slurmc inspect --exec` through ch-run on small.sqfs
@@ -39,7 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from slurmc.images.contents import DIR, FILE, OTHER, SYMLINK, Entry, discover, walk  # noqa: E402
-from slurmc.inspect import Located, inspect_image, run_exec  # noqa: E402
+from slurmc.usecases.inspect import Located, inspect_image, run_exec  # noqa: E402
 
 
 def median_time(fn: Callable[[], object], runs: int) -> float:

@@ -839,7 +839,7 @@ class Bench:
         return refs
 
     def build_cache(self, n: int) -> Path:
-        from slurmc.refs import parse_reference
+        from slurmc.grammar.refs import parse_reference
         from slurmc.runtimes import get_runtime
 
         root = self.work / "caches" / f"n{n}"
@@ -863,9 +863,10 @@ class Bench:
 
     def sec_resolve(self) -> None:
         from slurmc.cache.manage import entries
-        from slurmc.refs import parse_image
-        from slurmc.resolve import Roots, resolve_image
+        from slurmc.core.roots import Roots
+        from slurmc.grammar.refs import parse_image
         from slurmc.runtimes import get_runtime
+        from slurmc.usecases.resolve import resolve_image
 
         rt = get_runtime("charliecloud")
         site_root = str(self.work / "site" / "images")
@@ -985,7 +986,7 @@ class Bench:
         )
 
     def sec_inspect(self) -> None:
-        from slurmc.inspect import inspect_image
+        from slurmc.usecases.inspect import inspect_image
 
         d = self.work / "inspect"
         d.mkdir(parents=True, exist_ok=True)
@@ -1047,7 +1048,7 @@ class Bench:
                 "inspect",
                 f"inspect_image, {name} image ({sizes[name] / 1e9:.2f} GB)",
                 times[name],
-                command="in-process slurmc.inspect.inspect_image",
+                command="in-process slurmc.usecases.inspect.inspect_image",
                 in_process=True,
                 size_bytes=sizes[name],
             )

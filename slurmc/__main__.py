@@ -3,7 +3,7 @@
 ``slurmc --help`` and ``slurmc --version`` answer without importing the CLI
 framework: on a login node they are typed often and must cost about what
 Python's own start costs. The help text is Typer's own rendering, stored in
-:mod:`slurmc._help`; a test fails when it differs from what Typer prints.
+:mod:`slurmc.cli.help`; a test fails when it differs from what Typer prints.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 
 def _fast_path(argv: list[str]) -> bool:
     if argv == ["--version"]:
-        from . import __version__
+        from slurmc import __version__
 
         sys.stdout.write(f"slurmc {__version__}\n")
         return True
@@ -24,7 +24,7 @@ def _fast_path(argv: list[str]) -> bool:
         except (ValueError, OSError):
             columns = 80
         if columns >= 80:  # the stored text is Typer's rendering at full width
-            from ._help import TOP_HELP
+            from slurmc.cli.help import TOP_HELP
 
             sys.stdout.write(TOP_HELP)
             return True
@@ -34,7 +34,7 @@ def _fast_path(argv: list[str]) -> bool:
 def main() -> None:
     if _fast_path(sys.argv[1:]):
         return
-    from .cli import main as cli_main
+    from slurmc.cli.app import main as cli_main
 
     cli_main(sys.argv[1:])
 

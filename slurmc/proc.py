@@ -12,7 +12,7 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from .errors import ExternalCommandError, ToolMissingError
+from slurmc.errors import ExternalCommandError, ToolMissingError
 
 _HINTS = {
     "sbatch": "is this a Slurm login node? (SLURM_CONF and munge must work)",

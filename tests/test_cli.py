@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from slurmc.cli import app
+from slurmc.cli.app import app
 
 runner = CliRunner()
 

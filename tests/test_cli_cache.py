@@ -8,7 +8,7 @@ import os
 import pytest
 from typer.testing import CliRunner
 
-from slurmc.cli import app
+from slurmc.cli.app import app
 
 NAMES = [  # LUMI's naming, with and without -dockerhash- (seed lumi-containers.md)
     "lumi-mpi4py-rocm-6.2.0-python-3.12-mpi4py-3.1.6-dockerhash-f049c8bd4669.sif",

@@ -13,8 +13,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from slurmc import cli_jobs, records
-from slurmc.cli import app
+from slurmc.cli import jobs as cli_jobs
+from slurmc.cli.app import app
+from slurmc.usecases import records
 
 #: `slurmc jobs` on an app of its own, so that the global one stays as cli.py builds it
 jobs_app = typer.Typer()
@@ -467,8 +468,8 @@ def test_jobs_prune_removes_only_old_ended_records(tmp_path, monkeypatch):
 
     from typer.testing import CliRunner
 
-    from slurmc import records as r
-    from slurmc.cli import app
+    from slurmc.cli.app import app
+    from slurmc.usecases import records as r
 
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     env = {"XDG_STATE_HOME": str(tmp_path / "state")}

@@ -14,7 +14,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from slurmc import cli_venv, venvs
+from slurmc.cli import venv as cli_venv
+from slurmc.usecases import venvs
 
 runner = CliRunner()
 

@@ -1,4 +1,4 @@
-"""slurmc.credentials: netrc file, Docker and Podman auth files; never shown, never loose."""
+"""slurmc.cache.credentials: netrc file, Docker and Podman auth files; never shown, never loose."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from slurmc import credentials
-from slurmc.credentials import Credential
+from slurmc.cache import credentials
+from slurmc.cache.credentials import Credential
 from slurmc.errors import ConfigError
 
 

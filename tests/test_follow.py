@@ -10,7 +10,7 @@ import pytest
 
 from slurmc.backends.base import JobStatus
 from slurmc.errors import ExternalCommandError, ValidationError
-from slurmc.follow import (
+from slurmc.usecases.follow import (
     POLL_CEILING,
     FollowStats,
     Poller,

@@ -1,4 +1,4 @@
-"""slurmc.imagefacts: an image's static facts, read once per file identity."""
+"""slurmc.usecases.imagefacts: an image's static facts, read once per file identity."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from slurmc import imagefacts, inspect
+from slurmc.usecases import imagefacts, inspect
 
 
 @pytest.fixture
 def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every time the image itself is read (slurmc.inspect.inspect_image)."""
+    """Every time the image itself is read (slurmc.usecases.inspect.inspect_image)."""
     from types import SimpleNamespace
 
     from slurmc.images import ImageFormatError

@@ -1,12 +1,12 @@
-"""slurmc.info's checks, with the external commands faked (pytest-subprocess)."""
+"""slurmc.usecases.info's checks, with the external commands faked (pytest-subprocess)."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from slurmc import info
 from slurmc.runtimes import get_runtime
+from slurmc.usecases import info
 
 
 def test_controller_down(fp):

@@ -1,4 +1,4 @@
-"""slurmc.inspect: format detection, static reading, diff, and the --exec plumbing."""
+"""slurmc.usecases.inspect: format detection, static reading, diff, and the --exec plumbing."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from sif_reference import SIF_IMAGES as FIXTURES
 
-from slurmc import inspect as core
 from slurmc.errors import ConfigError, ImageNotFoundError, ValidationError
 from slurmc.images import ImageFormatError
+from slurmc.usecases import inspect as core
 from tests.images.test_sif import SIGNED
 
 WITH_CONDA = "source /opt/miniconda3/bin/activate pytorch"

@@ -6,10 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from slurmc.core.job import expand_output
+from slurmc.core.plan import JobRequest
+from slurmc.core.sites import load_site
 from slurmc.errors import ImageNotFoundError, ValidationError
-from slurmc.job import JobRequest, expand_output, plan
-from slurmc.quoting import has_control
-from slurmc.sites import load_site
+from slurmc.grammar.quoting import has_control
+from slurmc.usecases.submit import plan_job as plan
 
 
 @pytest.fixture
@@ -214,7 +216,7 @@ def _img(tmp_path: Path, name: str) -> str:
 
 @pytest.mark.parametrize("char", list("$`\"',:;&|<>()*?[]{}~#!"))
 def test_pyxis_refuses_a_working_directory_it_cannot_carry(char, tmp_path, clean_env):
-    from slurmc.sites import load_site
+    from slurmc.core.sites import load_site
 
     site = load_site("nvidia-pyxis", clean_env)
     cwd = f"/home/u/dir{char}x"
@@ -226,7 +228,7 @@ def test_pyxis_refuses_a_working_directory_it_cannot_carry(char, tmp_path, clean
 
 @pytest.mark.parametrize("bind", ["/data/a$b:/data", "/data:/da`ta`", '/x"y:/z', "/we'ird"])
 def test_pyxis_refuses_binds_it_cannot_carry(bind, tmp_path, clean_env):
-    from slurmc.sites import load_site
+    from slurmc.core.sites import load_site
 
     site = load_site("nvidia-pyxis", clean_env)
     req = JobRequest(image=_img(tmp_path, "img.sqsh"), command=("true",), binds=(bind,))
@@ -235,7 +237,7 @@ def test_pyxis_refuses_binds_it_cannot_carry(bind, tmp_path, clean_env):
 
 
 def test_pyxis_takes_spaces_and_plain_paths(tmp_path, clean_env):
-    from slurmc.sites import load_site
+    from slurmc.core.sites import load_site
 
     site = load_site("nvidia-pyxis", clean_env)
     req = JobRequest(
@@ -246,7 +248,7 @@ def test_pyxis_takes_spaces_and_plain_paths(tmp_path, clean_env):
 
 
 def test_other_runtimes_carry_such_directories(tmp_path, clean_env):
-    from slurmc.sites import load_site
+    from slurmc.core.sites import load_site
 
     site = load_site("devcluster", clean_env)
     req = JobRequest(image=_img(tmp_path, "img.sqfs"), command=("true",))

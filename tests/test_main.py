@@ -9,8 +9,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from slurmc import _help
-from slurmc.cli import app
+from slurmc.cli import help as _help
+from slurmc.cli.app import app
 
 
 def test_stored_help_is_typers_own_rendering():
@@ -61,7 +61,7 @@ def _every_command() -> list[str]:
 
 def test_every_command_has_a_home_for_lazy_loading():
     """A command added to the app but not to GROUPS would vanish from `slurmc NAME`."""
-    from slurmc.cli import GROUPS
+    from slurmc.cli.app import GROUPS
 
     assert set(_every_command()) == {*GROUPS, "run", "site"}
 
@@ -69,10 +69,10 @@ def test_every_command_has_a_home_for_lazy_loading():
 def test_each_command_alone_is_the_same_command():
     """`slurmc NAME ...` registers only NAME's module: its help (options, arguments,
     subcommands) is what the whole app says, and no other command module is imported."""
-    from slurmc.cli import GROUPS
+    from slurmc.cli.app import GROUPS
 
     env = {**os.environ, "COLUMNS": "100"}
-    whole = "import sys; sys.argv[0] = 'slurmc'; from slurmc.cli import app; app()"
+    whole = "import sys; sys.argv[0] = 'slurmc'; from slurmc.cli.app import app; app()"
     for name in _every_command():
         full = subprocess.run(
             [sys.executable, "-c", whole, name, "--help"], capture_output=True, text=True, env=env
@@ -81,8 +81,9 @@ def test_each_command_alone_is_the_same_command():
             "import sys; sys.argv = ['slurmc', *sys.argv[1:]]\n"
             "from slurmc.__main__ import main\n"
             "try:\n    main()\nexcept SystemExit:\n    pass\n"
-            "mods = sorted(m for m in sys.modules if m.startswith('slurmc.cli_'))\n"
-            "mods = [m for m in mods if m != 'slurmc.cli_common']\n"
+            f"groups = {sorted(set(GROUPS.values()))!r}\n"
+            "mods = sorted(m for m in sys.modules if m.rpartition('.')[::2] in "
+            "[('slurmc.cli', g) for g in groups])\n"
             "print('MODULES', mods, file=sys.stderr)\n"
         )
         r = subprocess.run(
@@ -91,5 +92,5 @@ def test_each_command_alone_is_the_same_command():
         assert full.returncode == 0 and full.stdout.startswith("Usage: slurmc"), full.stderr
         assert r.stdout == full.stdout, name
         loaded = r.stderr.rsplit("MODULES ", 1)[1].strip()
-        expected = [f"slurmc.{GROUPS[name]}"] if name in GROUPS else []
+        expected = [f"slurmc.cli.{GROUPS[name]}"] if name in GROUPS else []
         assert loaded == repr(expected), (name, loaded)

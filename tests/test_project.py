@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from slurmc import project
-from slurmc.cli import app
+from slurmc.cli.app import app
+from slurmc.core import project
 from slurmc.errors import ConfigError
+from slurmc.paths import bundled_dir
 
 
 @pytest.fixture
@@ -138,7 +139,7 @@ def test_project_file_none_ignores_it(work, monkeypatch):
 def test_site_default_image_by_the_partitions_gpus(work, partition, kind):
     """No IMAGE anywhere: the site's [images.defaults] for the partition's GPU vendor."""
     site = work / "site.toml"
-    lumi = Path(project.__file__).parent.parent / "site-configs" / "lumi.toml"
+    lumi = bundled_dir("site-configs") / "lumi.toml"
     text = lumi.read_text()
     text = text.replace(
         "[images]\n",

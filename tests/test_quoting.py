@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from slurmc.errors import ValidationError
-from slurmc.quoting import Quoted, comment, directive, sh, sh_join
+from slurmc.grammar.quoting import Quoted, comment, directive, sh, sh_join
 
 
 def bash_words(script_words: str) -> list[str]:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from slurmc import records
 from slurmc.errors import ValidationError
+from slurmc.usecases import records
 
 
 @pytest.fixture
@@ -222,7 +222,7 @@ def _write_records(env, specs):
     import json as _json
     import time as _time
 
-    from slurmc import records as r
+    from slurmc.usecases import records as r
 
     d = r.jobs_dir(env)
     d.mkdir(parents=True, exist_ok=True)
@@ -243,7 +243,7 @@ def _write_records(env, specs):
 def test_newest_records_agree_with_reading_them_all(tmp_path, seed):
     import random
 
-    from slurmc import records as r
+    from slurmc.usecases import records as r
 
     rnd = random.Random(seed)
     env = {"XDG_STATE_HOME": str(tmp_path / "state")}
@@ -262,7 +262,7 @@ def test_newest_records_agree_with_reading_them_all(tmp_path, seed):
 
 
 def test_newest_records_read_few_files(tmp_path, monkeypatch):
-    from slurmc import records as r
+    from slurmc.usecases import records as r
 
     env = {"XDG_STATE_HOME": str(tmp_path / "state")}
     _write_records(env, [(i, 1.7e9 + i * 60, 1.7e9 + i * 60 + 5) for i in range(1, 2001)])
@@ -280,7 +280,7 @@ def test_newest_records_read_few_files(tmp_path, monkeypatch):
 
 
 def test_newest_records_report_damaged_ones(tmp_path):
-    from slurmc import records as r
+    from slurmc.usecases import records as r
 
     env = {"XDG_STATE_HOME": str(tmp_path / "state")}
     d = _write_records(env, [(1, 1.7e9, 1.7e9), (2, 1.7e9 + 60, 1.7e9 + 60)])

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from slurmc.errors import InvalidReferenceError
-from slurmc.refs import parse_image, parse_reference
+from slurmc.grammar.refs import parse_image, parse_reference
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ from refs_oracle_data import (
 )
 
 from slurmc.errors import InvalidReferenceError
-from slurmc.refs import DEFAULT_DOMAIN, is_domain_like, parse_reference
+from slurmc.grammar.refs import DEFAULT_DOMAIN, is_domain_like, parse_reference
 from slurmc.runtimes import get_runtime
 from slurmc.runtimes.base import pull_name
 from slurmc.runtimes.enroot import enroot_uri

@@ -10,13 +10,15 @@ from pathlib import Path
 
 import pytest
 
+from slurmc.core.plan import JobRequest
+from slurmc.core.render import render, render_batch, render_step
+from slurmc.core.roots import ResolvedImage
+from slurmc.core.sites import load_site
 from slurmc.errors import TemplateError
-from slurmc.job import JobRequest, plan
-from slurmc.quoting import Quoted
-from slurmc.refs import ImageSpec
-from slurmc.render import render, render_batch, render_step
-from slurmc.resolve import ResolvedImage
-from slurmc.sites import RUNTIMES, load_site
+from slurmc.grammar.quoting import Quoted
+from slurmc.grammar.refs import ImageSpec
+from slurmc.runtimes import available
+from slurmc.usecases.submit import plan_job as plan
 
 GOLDEN = Path(__file__).parent / "golden"
 SITES = sorted(p.stem for p in (Path(__file__).parent.parent / "site-configs").glob("*.toml"))
@@ -61,7 +63,7 @@ def golden_cases(env: dict[str, str], tmp_path: Path) -> dict[str, str]:
     """Every golden file's name and the script it must hold (used by scripts/update-golden)."""
     out = {}
     for site_name in SITES:
-        for runtime in [r for r in RUNTIMES if r != "singularity"] + [None]:
+        for runtime in [r for r in available() if r != "singularity"] + [None]:
             job = make_job(site_name, runtime, env, tmp_path)
             out[f"{site_name}-{runtime or 'own'}.sh"] = render_batch(job)
         job = make_job(site_name, None, env, tmp_path, interactive=True)
@@ -107,7 +109,7 @@ def shellcheck(text: str) -> None:
     assert r.returncode == 0, r.stdout
 
 
-@pytest.mark.parametrize("runtime", [r for r in RUNTIMES if r != "singularity"] + [None])
+@pytest.mark.parametrize("runtime", [r for r in available() if r != "singularity"] + [None])
 @pytest.mark.parametrize("site_name", SITES)
 def test_site_by_runtime(site_name, runtime, clean_env, tmp_path):
     job = make_job(site_name, runtime, clean_env, tmp_path)

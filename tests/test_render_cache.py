@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from slurmc import render as render_mod
+from slurmc.core import render as render_mod
 from slurmc.errors import TemplateError
-from slurmc.quoting import Quoted
+from slurmc.grammar.quoting import Quoted
 
 
 @pytest.fixture

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from slurmc.errors import ConfigError, ValidationError
-from slurmc.resources import (
+from slurmc.core.resources import (
     DEFAULTABLE,
     OPTIONS,
     Resources,
@@ -19,6 +18,7 @@ from slurmc.resources import (
     validate_defaults,
     with_defaults,
 )
+from slurmc.errors import ConfigError, ValidationError
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from slurmc.errors import InvalidReferenceError
-from slurmc.refs import parse_reference
+from slurmc.grammar.refs import parse_reference
 from slurmc.runtimes import get_runtime
 
 KINDS = ["apptainer", "singularity", "charliecloud", "enroot", "podman"]

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import pytest
 
+from slurmc.core.resources import Resources
 from slurmc.errors import ValidationError
-from slurmc.records import check_job_id
-from slurmc.resources import Resources
-from slurmc.sbatch_options import OPTIONS, parse
+from slurmc.grammar.sbatch_options import OPTIONS, parse
+from slurmc.usecases.records import check_job_id
 
 
 class TestSbatchArgParse:
@@ -141,8 +141,9 @@ class TestExclusiveForGpuBinding:
         ],
     )
     def test_binding(self, clean_env, tmp_path, extra, bound):
-        from slurmc.job import JobRequest, plan
-        from slurmc.sites import load_site
+        from slurmc.core.plan import JobRequest
+        from slurmc.core.sites import load_site
+        from slurmc.usecases.submit import plan_job as plan
 
         site = load_site("lumi", clean_env)
         img = tmp_path / "img.sif"

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from slurmc.core.sites import expand, load_site, load_site_file, resolve_site, site_files
 from slurmc.errors import ConfigError
-from slurmc.sites import expand, load_site, load_site_file, resolve_site, site_files
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = sorted(p.stem for p in (REPO / "site-configs").glob("*.toml"))

@@ -1,4 +1,4 @@
-"""slurmc.venvs: names, the store, build commands per runtime, publishing, mounts, cotainr.
+"""slurmc.usecases.venvs: names, the store, build commands per runtime, publishing, mounts, cotainr.
 
 External commands (the container runtime, mksquashfs, unsquashfs, cotainr) are
 stood in for by pytest-subprocess; the real ones run in tests/integration/test_venvs.py.
@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from slurmc import venvs
 from slurmc.errors import (
     ExternalCommandError,
     ImageNotFoundError,
     ToolMissingError,
     ValidationError,
 )
+from slurmc.usecases import venvs
 
 WITH_CONDA = "source /opt/miniconda3/bin/activate pytorch"
 
@@ -291,7 +291,7 @@ def test_build_argv_enroot_creates_its_mount_point() -> None:
         "--mount",
         "/p:/p:none:x-create=auto,rbind",
         "--mount",
-        "/b/venv:/user-software:none:x-create=dir,rbind",
+        "/b/venv:/user-software:none:x-create=auto,rbind",
     ]
     assert argv[6:] == ["/i.sqsh", "bash", "-c", "S", "slurmc-venv", *PIP]
 

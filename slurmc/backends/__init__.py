@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from ..errors import ConfigError
-from .base import Backend, Submission, parse_parsable
+from slurmc.backends.base import Backend, Submission, parse_parsable
+from slurmc.errors import ConfigError
 
 BACKENDS = ("sbatch", "pyslurm")
 
 
 def get_backend(name: str) -> Backend:
     if name == "sbatch":
-        from .sbatch import SbatchBackend
+        from slurmc.backends.sbatch import SbatchBackend
 
         return SbatchBackend()
     if name == "pyslurm":
@@ -21,7 +21,7 @@ def get_backend(name: str) -> Backend:
                 f"backend pyslurm was asked for, but `import pyslurm` fails ({exc}); "
                 "pyslurm must match this cluster's Slurm release; use the sbatch backend"
             ) from None
-        from .pyslurm import PyslurmBackend
+        from slurmc.backends.pyslurm import PyslurmBackend
 
         return PyslurmBackend(pyslurm)
     raise ConfigError(f"unknown backend {name!r}; expected one of {', '.join(BACKENDS)}")

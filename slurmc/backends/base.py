@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..errors import ExternalCommandError, SlurmcError, SubmissionError
+from slurmc.errors import ExternalCommandError, SlurmcError, SubmissionError
 
 _PARSABLE = re.compile(r"(\d+)(?:;(\S+))?\Z")
 

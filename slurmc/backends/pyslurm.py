@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import SubmissionError
-from .base import Submission
-from .sbatch import SbatchBackend
+from slurmc.backends import salloc
+from slurmc.backends.base import Submission
+from slurmc.errors import SubmissionError
 
 
 class PyslurmBackend:
@@ -30,4 +30,4 @@ class PyslurmBackend:
         return Submission(str(job_id))
 
     def run_interactive(self, options: list[str], step: str, *, cwd: str) -> int:
-        return SbatchBackend().run_interactive(options, step, cwd=cwd)
+        return salloc.run_interactive(options, step, cwd=cwd)

@@ -11,9 +11,10 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 
-from .. import proc
-from ..errors import SLURM_CONFIG_FIX, ConfigError, ExternalCommandError, SubmissionError
-from .base import FINAL_STATES, TAG_RE, JobStatus, Submission, parse_parsable
+from slurmc import proc
+from slurmc.backends import salloc
+from slurmc.backends.base import FINAL_STATES, TAG_RE, JobStatus, Submission, parse_parsable
+from slurmc.errors import ExternalCommandError, SubmissionError
 
 #: How long one sbatch may take before slurmc kills it (it retries EAGAIN itself for
 #: about two minutes, so this must be longer). ``$SLURMC_SUBMIT_TIMEOUT`` overrides it.
@@ -43,13 +44,6 @@ def _submit_timeout(env: Mapping[str, str]) -> float:
     return value
 
 
-def check_slurm_conf(env: Mapping[str, str]) -> None:
-    """A SLURM_CONF that names no file: say so at once (sbatch would retry it for 60 s)."""
-    conf = env.get("SLURM_CONF")
-    if conf and not os.path.isfile(conf):
-        raise ConfigError(f"SLURM_CONF={conf}: no such file; {SLURM_CONFIG_FIX}")
-
-
 class SbatchBackend:
     name = "sbatch"
 
@@ -57,16 +51,13 @@ class SbatchBackend:
         self.timeout = _submit_timeout(os.environ) if timeout is None else timeout
 
     def submit(self, script: str, *, cwd: str) -> Submission:
-        check_slurm_conf(os.environ)
+        salloc.check_slurm_conf(os.environ)
         # The script goes in on stdin: sbatch reads its #SBATCH lines from there.
         result = proc.run(["sbatch", "--parsable"], input=script, cwd=cwd, timeout=self.timeout)
         return parse_parsable(result.stdout)
 
     def run_interactive(self, options: list[str], step: str, *, cwd: str) -> int:
-        check_slurm_conf(os.environ)
-        # salloc runs the step on this node inside the allocation; the step's
-        # srun launches the container on the allocated node (LUMI's pattern).
-        return proc.run_foreground(["salloc", *options, "bash", "-c", step, "slurmc-step"], cwd=cwd)
+        return salloc.run_interactive(options, step, cwd=cwd)
 
 
 class SlurmCommands:

@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from ..errors import ImageNotFoundError
+from slurmc.errors import ImageNotFoundError
 
 _LUMI = re.compile(
     r"lumi-(?P<package>[a-z0-9][a-z0-9_.]*(?:-[a-z0-9_.]+)*?)"

@@ -13,7 +13,7 @@ import os
 import struct
 import tarfile
 
-from ..errors import CacheError
+from slurmc.errors import CacheError
 
 SIF_MAGIC = b"SIF_MAGIC\0"
 SQUASHFS_MAGIC = b"hsqs"

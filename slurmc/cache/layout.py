@@ -24,9 +24,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
-from ..errors import CacheError, InvalidReferenceError
-from ..refs import ImageRef, parse_reference
-from ..runtimes import Runtime
+from slurmc.errors import CacheError, InvalidReferenceError
+from slurmc.grammar.refs import ImageRef, parse_reference
+from slurmc.runtimes import Runtime
 
 DIR_MODE = 0o2775  # setgid: files made inside keep the directory's group
 # (and the sticky bit, 0o1000, if the parent has it: see make_dirs)

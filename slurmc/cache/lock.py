@@ -45,7 +45,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..errors import CacheError, LockTimeoutError
+from slurmc.errors import CacheError, LockTimeoutError
 
 HOST = socket.gethostname()
 

@@ -10,14 +10,15 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from ..errors import CacheError, InvalidReferenceError
-from ..refs import ImageRef, parse_reference
-from ..runtimes import Runtime
-from .formats import check_image, detect_format
-from .layout import Entry, lookup, open_dir, scan
-from .lock import HOST, ImageLock, pid_alive, read_owner
-from .pull import PullOptions, pull_into
-from .workdir import clean_leftovers
+from slurmc.cache.formats import check_image, detect_format
+from slurmc.cache.layout import Entry, lookup, open_dir, scan
+from slurmc.cache.lock import HOST, ImageLock, pid_alive, read_owner
+from slurmc.cache.pull import PullOptions, pull_into
+from slurmc.cache.workdir import clean_leftovers
+from slurmc.errors import CacheError, InvalidReferenceError
+from slurmc.grammar.refs import ImageRef, parse_reference
+from slurmc.runtimes import Runtime
+from slurmc.runtimes.base import UserCopy
 
 _SIZE = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
@@ -70,22 +71,15 @@ def add(
     return pull_into(ref, runtime, root, PullOptions(executable=""), env, write=copy)
 
 
-def enroot_create(
-    executable: str, ref: ImageRef, path: str, env: Mapping[str, str]
-) -> tuple[str, bool]:
-    """The per-user ``enroot create`` from a shared .sqsh (as manage-enroot-cache does).
+def make_user_copy(copy: UserCopy, env: Mapping[str, str]) -> bool:
+    """The runtime's per-user container from a shared cached file (``enroot create``, as
+    manage-enroot-cache does); whether it was made now (False: it existed)."""
+    from slurmc import proc
 
-    Returns the container's name and whether it was created now (False: it existed).
-    """
-    from .. import proc
-    from ..runtimes.enroot import Enroot
-
-    name = Enroot().container_name(ref)
-    existing = proc.run([executable, "list"], env=env).stdout.split()
-    if name in existing:
-        return name, False
-    proc.run([executable, "create", "--name", name, path], env=env)
-    return name, True
+    if copy.name in proc.run(copy.list_argv, env=env).stdout.split():
+        return False
+    proc.run(copy.create_argv, env=env)
+    return True
 
 
 def remove(ref_text: str, runtime: Runtime, roots: Iterable[str]) -> list[str]:

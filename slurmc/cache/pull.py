@@ -36,19 +36,19 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from .. import proc
-from ..errors import CacheError, ExternalCommandError, PullError
-from ..refs import DEFAULT_DOMAIN, ImageRef
-from ..runtimes import Runtime
-from .layout import is_image_at, lookup, open_dir
-from .lock import HOST, ImageLock, Owner
-from .workdir import (
+from slurmc import proc
+from slurmc.cache.layout import is_image_at, lookup, open_dir
+from slurmc.cache.lock import HOST, ImageLock, Owner
+from slurmc.cache.workdir import (
     anchored,
     clean_leftovers,
     make_work_dir,
     publish_at,
     remove_work_dir,
 )
+from slurmc.errors import CacheError, ExternalCommandError, PullError
+from slurmc.grammar.refs import DEFAULT_DOMAIN, ImageRef
+from slurmc.runtimes import Runtime
 
 __all__ = ["PullOptions", "clean_leftovers", "publish_at", "pull_into"]
 

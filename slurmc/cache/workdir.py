@@ -19,10 +19,10 @@ import stat
 import time
 import uuid
 
-from ..errors import CacheError
-from .formats import check_image
-from .layout import FILE_MODE
-from .lock import HOST, pid_alive
+from slurmc.cache.formats import check_image
+from slurmc.cache.layout import FILE_MODE
+from slurmc.cache.lock import HOST, pid_alive
+from slurmc.errors import CacheError
 
 _DIRF = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILEF = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC

@@ -9,7 +9,7 @@ packages in any of them through the small :class:`~.contents.FileTree` contract.
 
 from __future__ import annotations
 
-from ..errors import SlurmcError
+from slurmc.errors import SlurmcError
 
 
 class ImageFormatError(SlurmcError):

@@ -21,8 +21,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from . import ImageFormatError
-from .contents import DIR, FILE, MAX_READ, OTHER, SYMLINK, Entry, compile_patterns
+from slurmc.images import ImageFormatError
+from slurmc.images.contents import DIR, FILE, MAX_READ, OTHER, SYMLINK, Entry, compile_patterns
 
 INDEX_TYPES = {
     "application/vnd.oci.image.index.v1+json",

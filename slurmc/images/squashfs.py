@@ -29,10 +29,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .. import proc
-from ..errors import ExternalCommandError, ToolMissingError
-from . import ImageFormatError
-from .contents import DIR, FILE, OTHER, SYMLINK, Entry, compile_patterns
+from slurmc import proc
+from slurmc.errors import ExternalCommandError, ToolMissingError
+from slurmc.images import ImageFormatError
+from slurmc.images.contents import DIR, FILE, OTHER, SYMLINK, Entry, compile_patterns
 
 SUPERBLOCK = struct.Struct("<5I6H8Q")
 assert SUPERBLOCK.size == 96

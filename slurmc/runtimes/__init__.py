@@ -1,28 +1,42 @@
-"""Container runtimes, one module each; :func:`get_runtime` imports only the one asked for."""
+"""Container runtimes, one module each; :func:`get_runtime` imports only the one asked for.
+
+A module here is a runtime when it defines ``RUNTIMES``, a tuple of
+:class:`~slurmc.runtimes.base.Runtime` objects (one per flavour: the Apptainer module
+also defines SingularityCE's); the site file's ``runtime.kind`` names one of them.
+"""
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
 
-from .base import Runtime
+from slurmc.runtimes.base import Runtime
 
-_MODULES = {
-    "apptainer": ("apptainer", "Apptainer"),
-    "singularity": ("apptainer", "Apptainer"),
-    "charliecloud": ("charliecloud", "Charliecloud"),
-    "enroot": ("enroot", "Enroot"),
-    "podman": ("podman", "Podman"),
-}
+#: flavours defined in another runtime's module
+_FLAVOURS = {"singularity": "apptainer"}
+
+
+def available() -> list[str]:
+    """Every runtime kind a site file may name."""
+    names = [m.name for m in pkgutil.iter_modules(__path__) if m.name != "base"]
+    return sorted({*names, *_FLAVOURS})
 
 
 def get_runtime(kind: str) -> Runtime:
-    module, cls = _MODULES[kind]
-    runtime: Runtime = getattr(importlib.import_module(f"{__name__}.{module}"), cls)()
-    if kind == "singularity":
-        from dataclasses import replace
+    """The runtime a site's ``runtime.kind`` names (KeyError: no such runtime)."""
+    if kind == "base" or not kind.isidentifier():
+        raise KeyError(kind)
+    module = _FLAVOURS.get(kind, kind)
+    try:
+        found = importlib.import_module(f"{__name__}.{module}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__name__}.{module}":
+            raise
+        raise KeyError(kind) from None
+    for runtime in getattr(found, "RUNTIMES", ()):
+        if runtime.name == kind:
+            return runtime
+    raise KeyError(kind)
 
-        runtime = replace(runtime, name="singularity")
-    return runtime
 
-
-__all__ = ["Runtime", "get_runtime"]
+__all__ = ["Runtime", "available", "get_runtime"]

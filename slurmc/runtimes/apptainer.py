@@ -24,8 +24,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..refs import ImageRef
-from .base import Runtime, Step, docker_uri
+from slurmc.grammar.refs import ImageRef
+from slurmc.runtimes.base import Runtime, Step, docker_uri
 
 #: characters each flavour's -B cannot carry in a path (then: --mount)
 _NOT_IN_B = {"apptainer": "^", "singularityce": '^"'}
@@ -40,6 +40,9 @@ class Apptainer(Runtime):
     suffix: str = ""  # Determined's singularity_image_root layout: no extension
     env_as_arguments: bool = True
     carries_non_utf8: bool = False
+    accepts_uris: bool = True
+    local_formats: tuple[str, ...] = ("sif",)
+    mounts_squashfs: bool = True  # -B env.sqsh:/user-software:image-src=/
 
     @property
     def flavour(self) -> str:
@@ -57,6 +60,22 @@ class Apptainer(Runtime):
             if bind not in plain:
                 args += ["--mount", _mount_spec(bind)]
         return args
+
+    def venv_bind(self, source: str, mount_point: str) -> str:
+        return f"{source}:{mount_point}:image-src=/"
+
+    def exec_argv(
+        self,
+        executable: str,
+        image: str,
+        command: Sequence[str],
+        binds: Sequence[str] = (),
+        *,
+        fmt: str = "",
+        network: bool = False,
+    ) -> list[str]:
+        # -B, or --mount for paths the flavour's -B cannot carry
+        return [executable, "exec", *(self.bind_args(binds) if binds else []), image, *command]
 
     def pull_steps(self, executable: str, ref: ImageRef, dest: str, scratch: str) -> list[Step]:
         # Pull straight to a SIF file (the maintainers' advice: no shared layer cache);
@@ -89,3 +108,6 @@ def _csv_field(field: str) -> str:
     if any(c in field for c in '",\r\n') or field[:1] == " ":
         return '"' + field.replace('"', '""') + '"'
     return field
+
+
+RUNTIMES = (Apptainer(), Apptainer(name="singularity"))

@@ -1,9 +1,15 @@
 """The contract of a container runtime.
 
-A runtime says how it names a cached image, which flag gives a container the
-partition's GPUs, how the image is written on its command line, and which
-launch template wraps the user's command. Adding a runtime is adding one
-module here and one template in ``templates/launch/``.
+Everything that differs between container runtimes lives in their modules here and
+in their launch templates (``templates/launch/``), nowhere else: the default
+executable, which image formats and URIs it takes, how it pulls and names cached
+files, what it does after a pull (``enroot create``), its GPU flags, how it wraps a
+command in a job and on this machine (and the srun form, for Pyxis), how it mounts a
+venv, and what its bind and environment grammar cannot carry.
+
+Adding a runtime is adding one module here that defines ``RUNTIMES`` and one
+template: :func:`slurmc.runtimes.get_runtime` finds modules by name. Runtimes only
+describe commands (argv lists, flags, file names); the cache and the backends run them.
 """
 
 from __future__ import annotations
@@ -11,8 +17,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from ..errors import InvalidReferenceError
-from ..refs import DEFAULT_DOMAIN, ImageRef, is_domain_like
+from slurmc.errors import InvalidReferenceError, ValidationError
+from slurmc.grammar.refs import DEFAULT_DOMAIN, ImageRef, is_domain_like
 
 _FILENAME_MAX = 255
 
@@ -26,8 +32,31 @@ class Step:
 
 
 @dataclass(frozen=True)
+class UserCopy:
+    """A per-user container a runtime makes from the shared cached file after a pull
+    (``enroot create``, as manage-enroot-cache does): made only when *name* is not
+    in what *list_argv* prints."""
+
+    name: str
+    list_argv: list[str]
+    create_argv: list[str]
+
+
+@dataclass(frozen=True)
 class Runtime:
     name: str = ""
+    #: the command a site runs when its file names none (``runtime.executable``);
+    #: empty: the runtime's name
+    default_executable: str = ""
+    #: the runtime opens image URIs itself (``docker://``, ``oras://``, ``library://``...)
+    accepts_uris: bool = False
+    #: image formats it runs from a file on this machine (``slurmc inspect --exec``
+    #: without a site looks for a runtime on PATH by the image's format)
+    local_formats: tuple[str, ...] = ()
+    #: ``slurmc inspect --exec`` may run the image on this machine (else: --on-node)
+    local_exec: bool = True
+    #: a venv's SquashFS file is mounted as it is (else: a directory unpacked from it)
+    mounts_squashfs: bool = False
     #: launch template, relative to the templates directory
     template: str = ""
     #: suffix of an image file in the cache (apptainer: none, like Determined's layout)
@@ -50,6 +79,53 @@ class Runtime:
     #: working directory (Pyxis hands mounts to a file that enroot sources with bash):
     #: such paths are refused before anything is submitted
     unsafe_path_chars: str = ""
+
+    @property
+    def executable(self) -> str:
+        """The command to run when the site names none."""
+        return self.default_executable or self.name
+
+    def venv_bind(self, source: str, mount_point: str) -> str:
+        """The bind that puts a venv (*source*: its file or unpacked directory) at
+        *mount_point*, in this runtime's bind syntax."""
+        raise ValidationError(f"--venv: runtime {self.name} has no way to mount a venv")
+
+    def exec_argv(
+        self,
+        executable: str,
+        image: str,
+        command: Sequence[str],
+        binds: Sequence[str] = (),
+        *,
+        fmt: str = "",
+        network: bool = False,
+    ) -> list[str]:
+        """The command that runs *command* in *image* on this machine, with *binds*
+        (``SRC:DST[:OPTIONS]``); *network*: the host's network (a pip install)."""
+        raise ValidationError(f"runtime {self.name} has no way to run an image on this machine")
+
+    def srun_argv(
+        self,
+        executable: str,
+        image: str,
+        command: Sequence[str],
+        binds: Sequence[str] = (),
+        options: Sequence[str] = (),
+        *,
+        fmt: str = "",
+        network: bool = False,
+    ) -> list[str]:
+        """The same on one compute node, through ``srun`` (with *options*)."""
+        base = ["srun", "--nodes=1", "--ntasks=1", *options]
+        return [*base, *self.exec_argv(executable, image, command, binds, fmt=fmt, network=network)]
+
+    def build_hint(self, stderr: str, mount_point: str) -> str | None:
+        """What to tell the user when a venv build inside the image failed with *stderr*."""
+        return None
+
+    def user_copy(self, executable: str, ref: ImageRef, path: str) -> UserCopy | None:
+        """The per-user container to make after *ref* was pulled to *path*, if any."""
+        return None
 
     def gpu_flags(self, vendor: str) -> list[str]:
         """Flags that expose the partition's GPUs (``amd``, ``nvidia`` or ``none``)."""

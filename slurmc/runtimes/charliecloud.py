@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import os
 import pwd
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..refs import ImageRef
-from .base import Runtime, Step, pull_name
+from slurmc.grammar.refs import ImageRef
+from slurmc.runtimes.base import Runtime, Step, pull_name
 
 
 def _user() -> str:
@@ -35,6 +36,33 @@ class Charliecloud(Runtime):
     env_as_arguments: bool = True
     bind_options: bool = False  # ch-run -b SRC[:DST]
     reads_image_environment: bool = True  # --set-env: /ch/environment
+    default_executable: str = "ch-run"
+    local_formats: tuple[str, ...] = ("squashfs", "directory")
+
+    def venv_bind(self, source: str, mount_point: str) -> str:
+        return f"{source}:{mount_point}"  # ch-run binds take no options (and are read-write)
+
+    def exec_argv(
+        self,
+        executable: str,
+        image: str,
+        command: Sequence[str],
+        binds: Sequence[str] = (),
+        *,
+        fmt: str = "",
+        network: bool = False,
+    ) -> list[str]:
+        # --set-env reads /ch/environment, where Charliecloud images keep WITH_CONDA
+        flags = [w for b in binds for w in ("-b", b)]
+        return [executable, "--set-env", *flags, image, "--", *command]
+
+    def build_hint(self, stderr: str, mount_point: str) -> str | None:
+        if mount_point not in stderr:
+            return None
+        return (
+            f"ch-run binds only onto directories the image has: add `RUN mkdir {mount_point}` "
+            "to the image's Dockerfile"
+        )
 
     def pull_steps(self, executable: str, ref: ImageRef, dest: str, scratch: str) -> list[Step]:
         # A private ch-image storage per pull: concurrent pulls never share one (ch-image
@@ -58,3 +86,6 @@ class Charliecloud(Runtime):
     def fetch_hint(self, ref: ImageRef) -> str:
         name = pull_name(ref)
         return f"ch-image pull {name} && ch-convert {name} image.sqfs"
+
+
+RUNTIMES = (Charliecloud(),)

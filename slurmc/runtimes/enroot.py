@@ -6,10 +6,11 @@ Slurm's gres); it has no AMD hook, so no flag is rendered for either vendor.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..refs import DEFAULT_DOMAIN, ImageRef
-from .base import Runtime, Step
+from slurmc.grammar.refs import DEFAULT_DOMAIN, ImageRef
+from slurmc.runtimes.base import Runtime, Step, UserCopy
 
 
 def enroot_uri(ref: ImageRef) -> str:
@@ -37,6 +38,45 @@ class Enroot(Runtime):
     #: `$`, backticks and quotes would be expanded on the compute node; `,` and `:`
     #: split the list and the entry
     unsafe_path_chars: str = "$`\"'\\,:;&|<>()*?[]{}~#!"
+    #: `slurmc inspect --exec` runs enroot images on a node, through Pyxis (--on-node)
+    local_exec: bool = False
+
+    def venv_bind(self, source: str, mount_point: str) -> str:
+        return f"{source}:{mount_point}:ro"
+
+    def exec_argv(
+        self,
+        executable: str,
+        image: str,
+        command: Sequence[str],
+        binds: Sequence[str] = (),
+        *,
+        fmt: str = "",
+        network: bool = False,
+    ) -> list[str]:
+        # enroot's --mount is an fstab line with ':' for blanks; x-create makes the mount point
+        mounts = [f"{b}:none:x-create=auto,rbind" if b.count(":") == 1 else b for b in binds]
+        return [executable, "start", *[w for m in mounts for w in ("--mount", m)], image, *command]
+
+    def srun_argv(
+        self,
+        executable: str,
+        image: str,
+        command: Sequence[str],
+        binds: Sequence[str] = (),
+        options: Sequence[str] = (),
+        *,
+        fmt: str = "",
+        network: bool = False,
+    ) -> list[str]:
+        """Pyxis: ``srun --container-image=IMAGE [--container-mounts=A,B] CMD``."""
+        mounts = [f"--container-mounts={','.join(binds)}"] if binds else []
+        base = ["srun", "--nodes=1", "--ntasks=1", *options]
+        return [*base, f"--container-image={image}", *mounts, *command]
+
+    def user_copy(self, executable: str, ref: ImageRef, path: str) -> UserCopy | None:
+        name = self.container_name(ref)
+        return UserCopy(name, [executable, "list"], [executable, "create", "--name", name, path])
 
     def pull_steps(self, executable: str, ref: ImageRef, dest: str, scratch: str) -> list[Step]:
         return [
@@ -57,3 +97,6 @@ class Enroot(Runtime):
 
     def fetch_hint(self, ref: ImageRef) -> str:
         return f"enroot import -o image.sqsh {enroot_uri(ref)}"
+
+
+RUNTIMES = (Enroot(),)

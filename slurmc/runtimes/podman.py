@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..errors import InvalidReferenceError
-from ..refs import ImageRef
-from .base import Runtime, Step, pull_name
+from slurmc.errors import InvalidReferenceError
+from slurmc.grammar.refs import ImageRef
+from slurmc.runtimes.base import Runtime, Step, pull_name
 
 
 @dataclass(frozen=True)
@@ -16,6 +17,25 @@ class Podman(Runtime):
     suffix: str = ".oci.tar"
     mounts_workdir: bool = True
     format: str = "oci-archive"
+    local_formats: tuple[str, ...] = ("oci-archive", "oci-layout")
+
+    def venv_bind(self, source: str, mount_point: str) -> str:
+        return f"{source}:{mount_point}:ro"
+
+    def exec_argv(
+        self,
+        executable: str,
+        image: str,
+        command: Sequence[str],
+        binds: Sequence[str] = (),
+        *,
+        fmt: str = "",
+        network: bool = False,
+    ) -> list[str]:
+        flags = [w for b in binds for w in ("-v", b)]
+        ref = self.image_arg(image) if fmt in ("", "oci-archive") else image  # a layout: as is
+        net = ["--network=host"] if network else []
+        return [executable, "run", "--rm", *net, *flags, ref, *command]
 
     def pull_steps(self, executable: str, ref: ImageRef, dest: str, scratch: str) -> list[Step]:
         name = pull_name(ref)
@@ -48,3 +68,6 @@ class Podman(Runtime):
 
     def image_arg(self, path: str) -> str:
         return path if path.startswith("oci-archive:") else f"oci-archive:{path}"
+
+
+RUNTIMES = (Podman(),)

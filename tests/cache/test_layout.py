@@ -19,7 +19,7 @@ from slurmc.cache.layout import (
     touch_used,
 )
 from slurmc.errors import InvalidReferenceError
-from slurmc.refs import ImageRef, parse_reference
+from slurmc.grammar.refs import ImageRef, parse_reference
 from slurmc.runtimes import get_runtime
 
 D64 = "sha256:" + "a" * 64
@@ -79,7 +79,7 @@ def test_podman_refuses_a_digest_algorithm_with_plus():
     # so such a reference can only be made by hand; podman's guard still holds
     with pytest.raises(InvalidReferenceError, match="not supported"):
         parse_reference("x@sha256+b64:" + "a" * 64)
-    from slurmc.refs import ImageRef
+    from slurmc.grammar.refs import ImageRef
 
     ref = ImageRef("docker.io", "library/x", None, "sha256+b64:" + "a" * 64)
     with pytest.raises(InvalidReferenceError, match="with '\\+' cannot be cached"):

@@ -16,7 +16,7 @@ from slurmc.cache.layout import scan
 from slurmc.cache.manage import add, entries, plan_prune, verify
 from slurmc.cache.pull import PullOptions, clean_leftovers, pull_into
 from slurmc.errors import CacheError, PullError
-from slurmc.refs import parse_reference
+from slurmc.grammar.refs import parse_reference
 from slurmc.runtimes.base import Step
 from slurmc.runtimes.charliecloud import Charliecloud
 

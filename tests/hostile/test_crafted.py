@@ -307,8 +307,8 @@ def test_crafted_site_files(case, tmp_path):
 
 
 def test_tilde_user_is_that_users_home_never_home_plus_name():
+    from slurmc.core.sites import expand
     from slurmc.errors import ConfigError
-    from slurmc.sites import expand
 
     env = {"HOME": "/home/alice"}
     assert expand("~/x", env, "k") == "/home/alice/x"

@@ -61,7 +61,7 @@ REF_ALPHABET = "abcxyz019._-/:@+[]ABC \t\n\x00\u00e9\u0661"
 @given(st.text(alphabet=REF_ALPHABET, max_size=300) | st.text(max_size=50))
 def test_references(text):
     from slurmc.errors import InvalidReferenceError
-    from slurmc.refs import parse_reference
+    from slurmc.grammar.refs import parse_reference
     from slurmc.runtimes import get_runtime
 
     try:
@@ -127,8 +127,8 @@ TOML_TOKENS = [
     | DEEP.map(lambda d: "a = " + d)
 )
 def test_site_files(text):
-    from slurmc.job import site_roots
-    from slurmc.sites import load_site_file
+    from slurmc.core.roots import site_roots
+    from slurmc.core.sites import load_site_file
 
     with tempfile.TemporaryDirectory() as d:
         path = Path(d, "s.toml")
@@ -253,7 +253,7 @@ def _tar(files: dict[str, bytes]) -> bytes:
 )
 def test_oci_layouts_and_archives(index, blobs, as_tar, docker):
     from slurmc.images.oci import open_oci
-    from slurmc.inspect import inspect_image
+    from slurmc.usecases.inspect import inspect_image
 
     files = {"oci-layout": b'{"imageLayoutVersion": "1.0.0"}', "index.json": index}
     files.update({f"blobs/sha256/{n}": b for n, b in zip(NAMES, blobs, strict=True)})
@@ -314,8 +314,8 @@ RECORD = st.fixed_dictionaries(
 def test_job_records(raw):
     from typer.testing import CliRunner
 
-    from slurmc import records
-    from slurmc.cli import app
+    from slurmc.cli.app import app
+    from slurmc.usecases import records
 
     with tempfile.TemporaryDirectory() as d:
         jobs = Path(d, "slurmc", "jobs")
@@ -334,7 +334,7 @@ def test_job_records(raw):
 
 
 def _names():
-    from slurmc.sbatch_options import OPTIONS
+    from slurmc.grammar.sbatch_options import OPTIONS
 
     return [o[0] for o in OPTIONS]
 
@@ -352,8 +352,8 @@ ARG = st.builds(
 @budget(500)
 @given(st.lists(ARG | st.text(max_size=20), max_size=4))
 def test_sbatch_args_keep_the_tag(args):
-    from slurmc.resources import Resources
-    from slurmc.sbatch_options import OPTIONS, parse
+    from slurmc.core.resources import Resources
+    from slurmc.grammar.sbatch_options import OPTIONS, parse
 
     known = {"--" + o[0] for o in OPTIONS}
     try:

@@ -33,7 +33,7 @@ import json, sys
 from dataclasses import dataclass
 from slurmc.cache.pull import PullOptions, pull_into
 from slurmc.errors import SlurmcError
-from slurmc.refs import parse_reference
+from slurmc.grammar.refs import parse_reference
 from slurmc.runtimes.base import Step
 from slurmc.runtimes.charliecloud import Charliecloud
 

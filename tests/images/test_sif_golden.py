@@ -20,7 +20,7 @@ import pytest
 from sif_reference import MISSING, SIF_IMAGES, SIFTOOL_GOLDEN
 from typer.testing import CliRunner
 
-from slurmc.cli import app
+from slurmc.cli.app import app
 
 
 def siftool_cases(test: str) -> list[tuple[str, str, int | None]]:

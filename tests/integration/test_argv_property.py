@@ -13,9 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from slurmc.job import JobRequest, plan
-from slurmc.render import render_step
-from slurmc.sites import load_site
+from slurmc.core.plan import JobRequest
+from slurmc.core.render import render_step
+from slurmc.core.sites import load_site
+from slurmc.usecases.submit import plan_job as plan
 
 pytestmark = pytest.mark.cluster
 

@@ -28,15 +28,15 @@ pytestmark = pytest.mark.cluster
 DEVCLUSTER_DIR = Path(os.environ.get("SLURMC_DEVCLUSTER_DIR", "/var/tmp/slurmc-devcluster"))
 
 #: `slurmc jobs` through the console script once cli.py registers it; until then
-#: through the same app with slurmc.cli_jobs.register() called first.
+#: through the same app with slurmc.cli.jobs.register() called first.
 _WRAPPER = (
-    "import sys; from slurmc.cli import app; from slurmc.cli_jobs import register; "
+    "import sys; from slurmc.cli.app import app; from slurmc.cli.jobs import register; "
     "register(app); sys.argv[0] = 'slurmc'; app()"
 )
 
 
 def _jobs_registered() -> bool:
-    from slurmc.cli import app
+    from slurmc.cli.app import app
 
     return any(g.name == "jobs" for g in app.registered_groups)
 
@@ -251,7 +251,7 @@ def test_cancel(cluster, image, tmp_path, env):
 
 def test_a_job_the_controller_forgot_with_accounting_off(cluster, tmp_path, env):
     """squeue no longer knows it and sacct is disabled here: the state is UNKNOWN, no error."""
-    from slurmc import records
+    from slurmc.usecases import records
 
     records.write(env, records.new_record(job_id="999999", cluster="devcluster", site="devcluster"))
     r = slurmc_jobs(cwd=tmp_path, env=env)

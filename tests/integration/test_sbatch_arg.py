@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from slurmc.errors import ValidationError
-from slurmc.sbatch_options import parse
+from slurmc.grammar.sbatch_options import parse
 
 from .conftest import slurmc
 

@@ -10,36 +10,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import replace
 
-from .errors import ImageNotFoundError
-from .refs import ImageRef, ImageSpec
-from .runtimes import Runtime
-
-
-@dataclass(frozen=True)
-class Roots:
-    """Where images are looked up: writable caches (first = pull target), read-only catalogs."""
-
-    caches: tuple[str, ...] = ()
-    catalogs: tuple[str, ...] = ()
-    problems: tuple[str, ...] = ()  # site roots left out, and why
-
-    def writable(self) -> str:
-        """The root a pull writes to."""
-        if not self.caches:
-            why = f" ({self.problems[0]})" if self.problems else ""
-            raise ImageNotFoundError(f"no image cache to pull into{why}; pass --cache-dir DIR")
-        return self.caches[0]
-
-
-@dataclass(frozen=True)
-class ResolvedImage:
-    spec: ImageSpec
-    path: str  # an absolute path, or a URI the runtime resolves itself
-    source: str  # "path" | "catalog" | "cache" | "missing" | "uri"
-    ref: ImageRef | None = None
-    root: str | None = None  # for "cache"/"missing": the cache root
+from slurmc.core.job import Job
+from slurmc.core.roots import ResolvedImage, Roots
+from slurmc.errors import ImageNotFoundError
+from slurmc.grammar.refs import ImageSpec
+from slurmc.runtimes import Runtime, available, get_runtime
 
 
 def resolve_image(
@@ -51,9 +28,10 @@ def resolve_image(
     env: Mapping[str, str],
 ) -> ResolvedImage:
     if spec.kind == "uri":
-        if runtime.name not in ("apptainer", "singularity"):
+        if not runtime.accepts_uris:
+            takers = "/".join(k for k in available() if get_runtime(k).accepts_uris)
             raise ImageNotFoundError(
-                f"{spec.text}: {spec.transport} images need apptainer/singularity, "
+                f"{spec.text}: {spec.transport} images need {takers}, "
                 f"but this site uses {runtime.name}"
             )
         return ResolvedImage(spec, spec.text, "uri")
@@ -67,13 +45,13 @@ def resolve_image(
             raise ImageNotFoundError(f"image file {path} does not exist; check the path")
         return ResolvedImage(spec, path, "path")
     if spec.kind == "catalog":
-        from .cache.catalog import pick
+        from slurmc.cache.catalog import pick
 
         assert spec.catalog is not None
         package, version = spec.catalog
         return ResolvedImage(spec, pick(roots.catalogs, package, version).path, "catalog")
     assert spec.ref is not None
-    from .cache.layout import lookup
+    from slurmc.cache.layout import lookup
 
     rel = runtime.cache_relpath(spec.ref)
     for kind, dirs in (("catalog", roots.catalogs), ("cache", roots.caches)):
@@ -90,6 +68,12 @@ def resolve_image(
         )
     target = os.path.join(roots.writable(), rel)
     return ResolvedImage(spec, target, "missing", spec.ref, roots.caches[0])
+
+
+def resolve_job(job: Job, *, cwd: str, env: Mapping[str, str]) -> Job:
+    """The planned job with its image resolved (a file, or where a pull will put it)."""
+    image = resolve_image(job.image.spec, job.runtime, job.roots, cwd=cwd, env=env)
+    return replace(job, image=image)
 
 
 def _where(dirs: Sequence[str], rel: str) -> str:

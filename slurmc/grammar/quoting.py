@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from .errors import ValidationError
+from slurmc.errors import ValidationError
 
 _SAFE_WORD = re.compile(r"[A-Za-z0-9_@%+=:,./-]+\Z")
 _SAFE_DIRECTIVE = re.compile(r"[A-Za-z0-9_@%+=:,./-]*\Z")

@@ -16,10 +16,10 @@ import stat
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
-from . import proc
-from .errors import SLURM_CONFIG_FIX as CONFIG_FIX
-from .errors import SlurmcError, ToolMissingError, slurm_config_missing
-from .sites import Site
+from slurmc import proc
+from slurmc.core.sites import Site
+from slurmc.errors import SLURM_CONFIG_FIX as CONFIG_FIX
+from slurmc.errors import SlurmcError, ToolMissingError, slurm_config_missing
 
 TIMEOUT = 10.0
 
@@ -101,7 +101,7 @@ def _controller(env: Mapping[str, str]) -> Check:
 
 
 def runtime_checks(site: Site, env: Mapping[str, str]) -> list[Check]:
-    from .runtimes import get_runtime
+    from slurmc.runtimes import get_runtime
 
     runtime = get_runtime(site.runtime)
     fix = f"install {site.executable} (site {site.name} runs {site.runtime}) or load its module"
@@ -244,7 +244,7 @@ def catalog_checks(catalogs: tuple[str, ...]) -> list[Check]:
 
 
 def credentials_check(env: Mapping[str, str]) -> Check:
-    from .credentials import credentials_file
+    from slurmc.cache.credentials import credentials_file
 
     path = credentials_file(env)
     try:
@@ -269,7 +269,7 @@ def credentials_check(env: Mapping[str, str]) -> Check:
 
 
 def venv_check(env: Mapping[str, str]) -> Check:
-    from .venvs import store_dir
+    from slurmc.usecases.venvs import store_dir
 
     d = store_dir(env)
     if not os.path.exists(d):
@@ -285,7 +285,7 @@ def venv_check(env: Mapping[str, str]) -> Check:
 
 
 def gather(site: Site, env: Mapping[str, str]) -> list[Check]:
-    from .job import site_roots
+    from slurmc.core.roots import site_roots
 
     roots = site_roots(site, env)
     return [

@@ -1,7 +1,7 @@
 """Render sbatch scripts from Jinja2 templates: a pure function of the job.
 
 Templates may only print values that went through a quoting filter (``|q`` for
-bash words, values prepared as :class:`~slurmc.quoting.Quoted` by the job);
+bash words, values prepared as :class:`~slurmc.grammar.quoting.Quoted` by the job);
 printing a raw string is a template error, so a site's or user's override
 cannot splice an unquoted value into a script by accident.
 """
@@ -14,14 +14,15 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from . import __version__
-from .errors import TemplateError
-from .quoting import Quoted, sh, sh_join
+from slurmc import __version__
+from slurmc.errors import TemplateError
+from slurmc.grammar.quoting import Quoted, sh, sh_join
+from slurmc.paths import cache_home
 
 if TYPE_CHECKING:
     import jinja2
 
-    from .job import Job
+    from slurmc.core.job import Job
 
 
 def _finalize(value: Any) -> Any:
@@ -46,8 +47,7 @@ def _bytecode_cache() -> jinja2.BytecodeCache | None:
     """
     import jinja2
 
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    directory = os.path.join(base, "slurmc", f"jinja2-{__version__}")
+    directory = str(cache_home(os.environ) / f"jinja2-{__version__}")
     try:
         os.makedirs(directory, mode=0o700, exist_ok=True)
         st = os.lstat(directory)

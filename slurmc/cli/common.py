@@ -12,7 +12,7 @@ import click
 import typer
 from typer.core import TyperCommand
 
-from .errors import SlurmcError
+from slurmc.errors import SlurmcError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -85,7 +85,7 @@ def prepared_job(
     (which project file supplied which values) goes first among them."""
     from dataclasses import replace
 
-    from . import launch
+    from slurmc.usecases import submit as launch
 
     environ = dict(os.environ)
     cwd = os.getcwd()
@@ -114,7 +114,7 @@ def command_after_image(words: list[str] | None) -> list[str]:
     if words and words[0] == "--":
         words = words[1:]
     if words and words[0].startswith("-"):
-        from .errors import ValidationError
+        from slurmc.errors import ValidationError
 
         raise ValidationError(
             f"{words[0]!r} after IMAGE: slurmc's own options go before IMAGE "
@@ -128,7 +128,7 @@ def refuse_gpus(value: str | None) -> None:
     say which one is, and how to pass sbatch's own."""
     if value is None:
         return
-    from .errors import ValidationError
+    from slurmc.errors import ValidationError
 
     raise ValidationError(
         f"--gpus: slurmc asks for GPUs per node: --gpus-per-node {value}; "
@@ -177,7 +177,7 @@ def with_project(cli: dict[str, Any], cwd: str) -> tuple[dict[str, Any], str | N
     """slurmc run's options, keyed as the project file's keys, completed from the
     project's file: the command line wins. Returns them and a note naming the file and
     the values it supplied (None when it supplied nothing)."""
-    from .project import KEYS, project_defaults
+    from slurmc.core.project import KEYS, project_defaults
 
     project = project_defaults(cwd, os.environ)
     merged = dict(cli)
@@ -207,8 +207,8 @@ def request_from(
 ) -> Any:
     """The JobRequest of `run` or `shell` from their options (keyed as the project file's
     keys, after with_project); *flags*: interactive, pty."""
-    from .launch import JobRequest
-    from .project import RESOURCES
+    from slurmc.core.project import RESOURCES
+    from slurmc.usecases.submit import JobRequest
 
     resources = {field: options[key] for key, field in RESOURCES.items() if key in options}
     resources.update(extra_resources or {})

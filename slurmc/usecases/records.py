@@ -40,7 +40,8 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from .errors import ValidationError
+from slurmc.errors import ValidationError
+from slurmc.paths import state_home
 
 SCHEMA = 1
 #: Images up to this size are hashed at submission (about 0.1 s); bigger ones later.
@@ -55,11 +56,6 @@ Record = dict[str, Any]
 
 
 # ---- where -------------------------------------------------------------------------------
-
-
-def state_home(env: Mapping[str, str]) -> Path:
-    base = env.get("XDG_STATE_HOME") or os.path.join(env.get("HOME") or "~", ".local", "state")
-    return Path(os.path.expanduser(base)) / "slurmc"
 
 
 def jobs_dir(env: Mapping[str, str]) -> Path:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 
-from .errors import ValidationError
+from slurmc.errors import ValidationError
 
 #: (long name, has_arg, short, val): sbatch 22.05 (see the module docs)
 OPTIONS: tuple[tuple[str, str, str, str], ...] = (

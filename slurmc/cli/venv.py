@@ -1,4 +1,4 @@
-"""``slurmc venv create|ls|rm`` and ``slurmc build``: parse, call :mod:`slurmc.venvs`, print.
+"""``slurmc venv create|ls|rm`` and ``slurmc build``: parse, call a use case, print.
 
 :func:`register` adds the commands to the Typer app; the work is imported inside
 each command, so other commands do not pay for it at start-up.
@@ -13,7 +13,7 @@ import time
 
 import typer
 
-from .cli_common import SUGGEST_COMMANDS, handle_errors, human_size, notify
+from slurmc.cli.common import SUGGEST_COMMANDS, handle_errors, human_size, notify
 
 venv_app = typer.Typer(
     suggest_commands=SUGGEST_COMMANDS,
@@ -62,8 +62,8 @@ def venv_create(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show pip's output as it runs."),
 ) -> None:
     """Build a venv inside IMAGE (with --system-site-packages) and pack it as SquashFS."""
-    from . import venvs
-    from .errors import ValidationError
+    from slurmc.errors import ValidationError
+    from slurmc.usecases import venvs
 
     if (partition or account or time_limit) and not on_node:
         raise ValidationError("--partition/--account/--time go with --on-node")
@@ -101,7 +101,7 @@ def venv_create(
 @handle_errors
 def venv_ls(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """List your venvs: name, base image, size, creation time."""
-    from . import venvs
+    from slurmc.usecases import venvs
 
     found = venvs.list_venvs(dict(os.environ))
     if as_json:
@@ -124,7 +124,7 @@ def venv_ls(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -
 @handle_errors
 def venv_rm(names: list[str] = typer.Argument(..., help="Venv names.")) -> None:
     """Remove venvs (their SquashFS file, record and unpacked copies)."""
-    from . import venvs
+    from slurmc.usecases import venvs
 
     for name in names:
         venvs.remove(name, dict(os.environ))
@@ -146,7 +146,7 @@ def build_command(
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
 ) -> None:
     """Build a new SIF image: BASE plus a conda environment, with cotainr."""
-    from . import venvs
+    from slurmc.usecases import venvs
 
     path = venvs.build_with_cotainr(
         out,

@@ -9,8 +9,8 @@ from typing import Any
 
 import typer
 
-from . import completion
-from .cli_common import (
+from slurmc.cli import completion
+from slurmc.cli.common import (
     SUGGEST_COMMANDS,
     handle_errors,
     human_size,
@@ -34,9 +34,9 @@ CATALOG = typer.Option(None, "--catalog", help="Catalog directory, instead of th
 
 
 def _context(site: str | None, cache_dir: list[str] | None, catalog: list[str] | None) -> Any:
-    from .job import site_roots
-    from .runtimes import get_runtime
-    from .sites import resolve_site
+    from slurmc.core.roots import site_roots
+    from slurmc.core.sites import resolve_site
+    from slurmc.runtimes import get_runtime
 
     env = dict(os.environ)
     s = resolve_site(site, env)
@@ -65,7 +65,7 @@ def cache_ls(
     as_json: bool = typer.Option(False, "--json", help="One JSON document."),
 ) -> None:
     """List cached images: reference, size, age, last use."""
-    from .cache.manage import entries
+    from slurmc.cache.manage import entries
 
     _, runtime, roots, _ = _context(site, cache_dir, catalog)
     found = entries(roots.caches, runtime)
@@ -101,17 +101,17 @@ def cache_pull(
     ),
 ) -> None:
     """Pull an image into the cache once (concurrent callers wait for the one pull)."""
-    from .cache.manage import default_refs
-    from .cache.pull import PullOptions, pull_into
-    from .errors import CacheError
-    from .refs import parse_reference
+    from slurmc.cache.manage import default_refs
+    from slurmc.cache.pull import PullOptions, pull_into
+    from slurmc.errors import CacheError
+    from slurmc.grammar.refs import parse_reference
 
     s, runtime, roots, env = _context(site, cache_dir, catalog)
     if (reference is None) == (default is None):
         raise CacheError("give either a REFERENCE or --default cpu|cuda|rocm")
     ref = default_refs(s.default_images, default) if default else parse_reference(reference)
     rel = runtime.cache_relpath(ref)
-    from .cache.layout import lookup
+    from slurmc.cache.layout import lookup
 
     path = next((p for r in (*roots.catalogs, *roots.caches) if (p := lookup(r, rel))), None)
     if path is None:
@@ -127,11 +127,12 @@ def cache_pull(
             notify=notify,
             ticker=progress_ticker(),
         )
-    if runtime.name == "enroot" and create:
-        from .cache.manage import enroot_create
+    copy = runtime.user_copy(s.executable, ref, path) if create else None
+    if copy is not None:
+        from slurmc.cache.manage import make_user_copy
 
-        name, made = enroot_create(s.executable, ref, path, env)
-        notify(f"enroot container {name} {'created' if made else 'already exists'}")
+        made = make_user_copy(copy, env)
+        notify(f"{runtime.name} container {copy.name} {'created' if made else 'already exists'}")
     typer.echo(path)
 
 
@@ -145,7 +146,7 @@ def cache_add(
     cache_dir: list[str] = CACHE_DIR,
 ) -> None:
     """Copy a local image into the cache under REFERENCE's name, with shared permissions."""
-    from .cache.manage import add
+    from slurmc.cache.manage import add
 
     _, runtime, roots, env = _context(site, cache_dir, None)
     typer.echo(add(file, reference, runtime, _writable_root(roots), env, force=force))
@@ -159,7 +160,7 @@ def cache_rm(
     cache_dir: list[str] = CACHE_DIR,
 ) -> None:
     """Remove an image from the cache."""
-    from .cache.manage import remove
+    from slurmc.cache.manage import remove
 
     _, runtime, roots, _ = _context(site, cache_dir, None)
     for path in remove(reference, runtime, roots.caches):
@@ -176,13 +177,13 @@ def cache_prune(
     cache_dir: list[str] = CACHE_DIR,
 ) -> None:
     """Remove least recently used images, and leftovers of killed pulls."""
-    from .cache.manage import clean, entries, parse_size, plan_prune, stale_leftovers
+    from slurmc.cache.manage import clean, entries, parse_size, plan_prune, stale_leftovers
 
     _, runtime, roots, _ = _context(site, cache_dir, None)
     budget = parse_size(max_size) if max_size else None
     plan = plan_prune(entries(roots.caches, runtime), max_size=budget, older_than_days=older_than)
     leftovers = stale_leftovers(roots.caches)
-    from .cache.manage import unlink_entry
+    from slurmc.cache.manage import unlink_entry
 
     failed = 0
     for e in plan.remove:
@@ -208,7 +209,7 @@ def cache_verify(
     remove_bad: bool = typer.Option(False, "--remove-bad", help="Delete the broken images."),
 ) -> None:
     """Check that every cached image is whole; exit 1 if one is not."""
-    from .cache.manage import entries, verify
+    from slurmc.cache.manage import entries, verify
 
     _, runtime, roots, _ = _context(site, cache_dir, None)
     found = entries(roots.caches, runtime)
@@ -216,7 +217,7 @@ def cache_verify(
     for e, why in bad:
         typer.echo(f"BAD {e.path}: {why}")
         if remove_bad:
-            from .cache.manage import unlink_entry
+            from slurmc.cache.manage import unlink_entry
 
             failure = unlink_entry(e)
             if failure:
@@ -237,7 +238,7 @@ def images(
     catalog: list[str] = CATALOG,
 ) -> None:
     """List the site's image catalogs (LUMI's SIF directory), newest first."""
-    from .cache.catalog import list_catalogs, matches, newest_first, pick
+    from slurmc.cache.catalog import list_catalogs, matches, newest_first, pick
 
     _, _, roots, _ = _context(site, None, catalog)
     if newest:

@@ -1,24 +1,27 @@
-"""From a user's request to a fully resolved, validated :class:`Job`.
+"""From a user's request to a validated :class:`~slurmc.core.job.Job`.
 
 Everything here is checked before anything runs: a bad value stops the command
-with one line naming the field, and no job is submitted.
+with one line naming the field, and no job is submitted. Nothing here touches the
+image cache: the plan names the image and where to look for it; the use case
+resolves it next (the pipeline is in :mod:`slurmc.usecases.submit`).
 """
 
 from __future__ import annotations
 
 import os
 import re
-import sys
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
-from .errors import ConfigError, ValidationError
-from .quoting import Quoted, comment, directive, has_control, sh, sh_join
-from .refs import parse_image
-from .resolve import ResolvedImage, Roots, resolve_image
-from .resources import Resources, with_defaults
-from .runtimes import Runtime, get_runtime
-from .sites import Partition, Site, bundled_dir, config_home, expand
+from slurmc.core.job import Job
+from slurmc.core.resources import Resources, with_defaults
+from slurmc.core.roots import ResolvedImage, Roots, site_roots
+from slurmc.core.sites import Partition, Site
+from slurmc.errors import ValidationError
+from slurmc.grammar.quoting import has_control
+from slurmc.grammar.refs import parse_image
+from slurmc.paths import bundled_dir, config_home
+from slurmc.runtimes import Runtime, get_runtime
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -39,153 +42,6 @@ class JobRequest:
     interactive: bool = False
     pty: bool = False  # the step gets a pseudo-terminal (slurmc shell)
     venv: str | None = None  # a venv name or .sqsh file (slurmc venv create), at /user-software
-
-
-@dataclass(frozen=True)
-class Job:
-    site: Site
-    runtime: Runtime
-    image: ResolvedImage
-    command: tuple[str, ...]
-    resources: Resources
-    binds: tuple[str, ...]
-    env: tuple[tuple[str, str], ...]
-    conda: str  # "with_conda" | "none" | "auto"
-    gpu_vendor: str
-    template_path: tuple[str, ...]
-    cpu_bind: tuple[str, ...] = ()  # per-task CPU masks (one task per GPU), if applied
-    notes: tuple[str, ...] = ()  # what the user should know about this job's script
-    venv: str | None = None  # a venv image (SquashFS) mounted at /user-software
-    pty: bool = False
-    #: whether the image holds Charliecloud's /ch/environment (None: not known)
-    image_environment: bool | None = None
-    gpu_flag: bool = True  # the site/partition wants the runtime's GPU flag (--rocm/--nv)
-
-    # ---- what templates print (all quoted) ---------------------------------------------
-    @property
-    def directives(self) -> list[Quoted]:
-        return [directive(flag, value) for flag, value in self.resources.options()]
-
-    @property
-    def executable(self) -> Quoted:
-        return sh(self.site.executable)
-
-    @property
-    def image_arg(self) -> Quoted:
-        return sh(self.runtime.image_arg(self.image.path))
-
-    @property
-    def gpu_flags(self) -> list[Quoted]:
-        if not self.gpu_flag:
-            return []
-        return [sh(f) for f in self.runtime.gpu_flags(self.gpu_vendor)]
-
-    @property
-    def bind_list(self) -> Quoted:
-        """Binds as one comma-separated word (apptainer -B, pyxis --container-mounts)."""
-        return sh(",".join(self.binds))
-
-    @property
-    def bind_args(self) -> Quoted:
-        """The runtime's own bind flags, quoted (apptainer: a ``-B`` list, ``--mount``s)."""
-        return sh_join(self.runtime.bind_args(self.binds))
-
-    @property
-    def bind_words(self) -> list[Quoted]:
-        return [sh(b) for b in self.binds]
-
-    @property
-    def env_pairs(self) -> list[tuple[Quoted, Quoted]]:
-        return [(Quoted(k), sh(v)) for k, v in self.env]
-
-    @property
-    def srun_args(self) -> list[Quoted]:
-        """Options of the job step itself (a pseudo-terminal, CPU binding).
-
-        An interactive shell is one task on the allocation's first node: without
-        ``--nodes=1 --ntasks=1`` srun would start one per node of a multi-node
-        allocation, all but the first without the terminal.
-        """
-        args = [Quoted("--pty"), Quoted("--nodes=1"), Quoted("--ntasks=1")] if self.pty else []
-        if self.cpu_bind:
-            args.append(Quoted("--cpu-bind=mask_cpu:" + ",".join(self.cpu_bind)))
-        return args
-
-    @property
-    def inner_steps(self) -> list[str]:
-        """Shell commands run inside the container before the user's command."""
-        steps = []
-        if self.cpu_bind:  # each task sees the one GPU its cores sit next to
-            var = {"nvidia": "CUDA_VISIBLE_DEVICES"}.get(self.gpu_vendor, "ROCR_VISIBLE_DEVICES")
-            steps.append(f"export {var}=$SLURM_LOCALID")
-        var = self.site.conda_variable
-        if self.conda == "with_conda":
-            steps.append(f"${var}")
-        elif self.conda == "auto":
-            steps.append(f'if [ -n "${{{var}:-}}" ]; then ${var}; fi')
-        if self.venv:
-            steps.append("source /user-software/bin/activate")
-        return steps
-
-    @property
-    def entry(self) -> Quoted:
-        """The command inside the container, after the inner steps (conda activation...).
-
-        The steps are single-quoted so that ``$WITH_CONDA`` expands inside the
-        container, never on the host; the user's words follow as ``"$@"``, so they
-        arrive byte for byte whatever they hold. srun takes a word that is exactly
-        ``:`` anywhere on its command line as the separator of a heterogeneous job,
-        so when the command holds one, every word goes in with a ``+`` in front and
-        the inner script takes it off again.
-
-        On runtimes whose own way of passing variables changes values (Apptainer and
-        SingularityCE evaluate ``--env`` values in a shell, see runtimes/apptainer.py),
-        the variables come first as ``NAME=VALUE`` arguments, exported by the inner
-        script before anything else: arguments arrive exactly.
-        """
-        steps = self.inner_steps
-        words = list(self.command)
-        pairs = [f"{k}={v}" for k, v in self.env] if self.runtime.env_as_arguments else []
-        run = 'exec "$@"'
-        if ":" in words:
-            words = ["+" + w for w in words]
-            run = 'a=(); for w in "$@"; do a+=("${w#+}"); done; exec "${a[@]}"'
-        elif not steps and not pairs:
-            return sh_join(words)
-        if pairs:  # never a bare ':' (NAME=VALUE): srun leaves them alone
-            steps = [f'export "${{@:1:{len(pairs)}}}"', f"shift {len(pairs)}", *steps]
-            words = pairs + words
-        script = " && ".join([*steps, run]) if steps else run
-        return Quoted(f"bash -c {sh(script)} slurmc {sh_join(words)}")
-
-    @property
-    def pull_step(self) -> Quoted | None:
-        """For sites that pull inside the job: the command that pulls a missing image first."""
-        if self.image.source != "missing" or self.site.pull != "job":
-            return None
-        argv = [
-            sys.executable,
-            "-m",
-            "slurmc",
-            "cache",
-            "pull",
-            "--site",
-            self.site.source,
-            "--cache-dir",
-            self.image.root or "",
-            self.image.spec.text,
-        ]
-        return sh_join(argv)
-
-    @property
-    def header(self) -> list[Quoted]:
-        note = {"missing": " (not cached yet: pulled before the job runs)"}
-        lines = [
-            f"Rendered by slurmc for site {self.site.name} (runtime {self.runtime.name}).",
-            f"Image: {self.image.spec.text} -> {self.image.path}" + note.get(self.image.source, ""),
-            *(f"Note: {n}" for n in self.notes),
-        ]
-        return [comment(line) for line in lines]
 
 
 def _default_job_name(command: tuple[str, ...]) -> str:
@@ -271,39 +127,6 @@ def _check_gpus_fit(site: Site, partition: Partition, resources: Resources) -> N
     )
 
 
-def site_roots(
-    site: Site,
-    env: Mapping[str, str],
-    cache_dirs: tuple[str, ...] = (),
-    catalogs: tuple[str, ...] = (),
-) -> Roots:
-    """The cache roots and catalogs for one invocation.
-
-    ``--cache-dir``/``$SLURMC_CACHE_DIR`` and ``--catalog``/``$SLURMC_CATALOG`` replace
-    the site's for that invocation. A site cache whose path needs an unset variable
-    (LUMI's ``$PROJECT_ID``) is left out with the reason kept, so that catalogs and
-    local files still work without it.
-    """
-    problems: list[str] = []
-
-    def expand_all(dirs: tuple[str, ...], key: str) -> list[str]:
-        out = []
-        for d in dirs:
-            try:
-                out.append(expand(d, env, f"{site.source}: {key}"))
-            except ConfigError as exc:
-                problems.append(str(exc))
-        return out
-
-    caches = list(cache_dirs) or [d for d in env.get("SLURMC_CACHE_DIR", "").split(os.pathsep) if d]
-    if not caches:
-        caches = expand_all(site.cache, "images.cache")
-    cats = list(catalogs) or [d for d in env.get("SLURMC_CATALOG", "").split(os.pathsep) if d]
-    if not cats:
-        cats = expand_all(site.catalogs, "images.catalogs")
-    return Roots(tuple(dict.fromkeys(caches)), tuple(dict.fromkeys(cats)), tuple(problems))
-
-
 def template_path(site: Site, env: Mapping[str, str]) -> tuple[str, ...]:
     """Where templates are looked up: the user's, the site's, then slurmc's own."""
     dirs = [str(config_home(env) / "templates")]
@@ -355,23 +178,11 @@ def plan(request: JobRequest, site: Site, env: Mapping[str, str], cwd: str) -> J
     roots = Roots()
     if spec.kind in ("ref", "catalog"):  # expand the site's roots only when they are needed
         roots = site_roots(site, env, request.cache_dirs, request.catalogs)
-    image = resolve_image(spec, runtime, roots, cwd=cwd, env=env)
 
     binds = tuple(_check_bind(b, runtime, cwd) for b in (*site.binds, *request.binds))
     _check_paths_carried(runtime, cwd, binds)
-    venv = None
-    if request.venv:
-        from .venvs import find_venv, venv_binds
-
-        found = find_venv(request.venv, env, cwd)
-        binds += tuple(venv_binds(runtime.name, found))
-        venv = found.path
     for bind in binds:
-        if not runtime.carries_non_utf8 and not _is_utf8(bind):
-            raise ValidationError(
-                f"--bind: {_shown(bind)}: it holds bytes that are not UTF-8, which "
-                f"{runtime.name} would change"
-            )
+        _check_carried(runtime, bind)
     env_items = list(site.env.items()) + _parse_env(request.env)
     for name, value in env_items:
         if "\x00" in value:
@@ -388,7 +199,8 @@ def plan(request: JobRequest, site: Site, env: Mapping[str, str], cwd: str) -> J
     return Job(
         site=site,
         runtime=runtime,
-        image=image,
+        image=ResolvedImage(spec, spec.text, "pending"),  # slurmc.usecases.resolve
+        roots=roots,
         command=tuple(request.command),
         resources=resources,
         binds=binds,
@@ -399,7 +211,6 @@ def plan(request: JobRequest, site: Site, env: Mapping[str, str], cwd: str) -> J
         cpu_bind=cpu_bind,
         notes=notes,
         pty=request.pty,
-        venv=venv,
         gpu_flag=site.gpu_flag if partition.gpu_flag is None else partition.gpu_flag,
     )
 
@@ -415,7 +226,7 @@ def _gpu_binding(
     masks = partition.cpu_bind_masks
     if not masks or resources.gpus_per_node is None:
         return (), ()
-    from .sbatch_options import parse
+    from slurmc.grammar.sbatch_options import parse
 
     # the --sbatch-arg options as sbatch reads them (--exclusiv, -s... in any spelling)
     exclusive = partition.whole_node or any(
@@ -435,10 +246,20 @@ def _gpu_binding(
     return masks, ()
 
 
-def expand_output(pattern: str, job_id: str, job_name: str, user: str) -> str:
-    """Fill Slurm's filename pattern for a single job, to tell the user where to look."""
-    repl = {"j": job_id, "A": job_id, "x": job_name, "u": user, "%": "%"}
-    return re.sub(r"%([%jAxu])", lambda m: repl[m.group(1)], pattern)
+def with_venv(job: Job, path: str, binds: Sequence[str]) -> Job:
+    """The job with a venv (its file *path*) mounted through *binds*
+    (:func:`slurmc.usecases.venvs.venv_binds`)."""
+    for bind in binds:
+        _check_carried(job.runtime, bind)
+    return replace(job, binds=(*job.binds, *binds), venv=path)
+
+
+def _check_carried(runtime: Runtime, bind: str) -> None:
+    if not runtime.carries_non_utf8 and not _is_utf8(bind):
+        raise ValidationError(
+            f"--bind: {_shown(bind)}: it holds bytes that are not UTF-8, which "
+            f"{runtime.name} would change"
+        )
 
 
 def _is_utf8(text: str) -> bool:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, ValidationError
+from slurmc.errors import ConfigError, ValidationError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -118,7 +118,7 @@ def _bad(where: str, key: str, value: Any, expected: str) -> ConfigError:
 
 
 def _check(where: str, key: str, value: Any) -> Any:
-    from .resources import validate
+    from slurmc.core.resources import validate
 
     if key not in KEYS:
         raise ConfigError(

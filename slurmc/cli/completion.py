@@ -42,7 +42,7 @@ def _env() -> dict[str, str]:
 
 
 def _site_of(ctx: click.Context) -> Any:
-    from .sites import resolve_site
+    from slurmc.core.sites import resolve_site
 
     chosen = ctx.params.get("site")
     if not chosen and ctx.parent is not None:
@@ -52,7 +52,7 @@ def _site_of(ctx: click.Context) -> Any:
 
 @_quiet
 def sites(ctx: click.Context, incomplete: str) -> list[str]:
-    from .sites import site_files
+    from slurmc.core.sites import site_files
 
     return list(site_files(_env()))
 
@@ -66,9 +66,9 @@ def partitions(ctx: click.Context, incomplete: str) -> list[str]:
 @_quiet
 def images(ctx: click.Context, incomplete: str) -> list[str]:
     """Cached references of the site's caches, and image files and directories."""
-    from .cache.manage import entries
-    from .job import site_roots
-    from .runtimes import get_runtime
+    from slurmc.cache.manage import entries
+    from slurmc.core.roots import site_roots
+    from slurmc.runtimes import get_runtime
 
     out: list[str] = []
     if not incomplete.startswith(("/", ".", "~")):
@@ -89,7 +89,7 @@ def images(ctx: click.Context, incomplete: str) -> list[str]:
 
 @_quiet
 def venvs(ctx: click.Context, incomplete: str) -> list[str]:
-    from .venvs import list_venvs
+    from slurmc.usecases.venvs import list_venvs
 
     return [v.name for v in list_venvs(_env())]
 
@@ -97,7 +97,7 @@ def venvs(ctx: click.Context, incomplete: str) -> list[str]:
 @_quiet
 def job_ids(ctx: click.Context, incomplete: str) -> list[str]:
     """Ids of the recorded jobs (file names only: no record is parsed)."""
-    from .records import jobs_dir
+    from slurmc.usecases.records import jobs_dir
 
     try:
         names = os.listdir(jobs_dir(_env()))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .errors import InvalidReferenceError
+from slurmc.errors import InvalidReferenceError
 
 DEFAULT_DOMAIN = "docker.io"
 LEGACY_DOMAINS = {"index.docker.io", "registry-1.docker.io"}

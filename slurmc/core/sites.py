@@ -20,15 +20,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
-from .resources import validate_defaults
+from slurmc.core.resources import validate_defaults
+from slurmc.errors import ConfigError
+from slurmc.paths import bundled_dir, config_home
+from slurmc.runtimes import available, get_runtime
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-RUNTIMES = ("apptainer", "singularity", "enroot", "podman", "charliecloud")
 GPU_VENDORS = ("amd", "nvidia", "none")
 CONDA_MODES = ("auto", "with_conda", "none")
 BACKENDS = ("sbatch", "pyslurm")
@@ -178,12 +179,13 @@ def parse_site(data: Mapping[str, Any], source: str, default_name: str) -> Site:
         templates = str(Path(source).parent / templates)
 
     rt = top.sub("runtime")
-    runtime = rt.choice("kind", RUNTIMES, None)
+    kinds = tuple(available())
+    runtime = rt.choice("kind", kinds, None)
     if runtime is None:
         raise ConfigError(
-            f"{source}: key 'runtime.kind' is missing; expected one of " + ", ".join(RUNTIMES)
+            f"{source}: key 'runtime.kind' is missing; expected one of " + ", ".join(kinds)
         )
-    default_exe = {"enroot": "enroot", "charliecloud": "ch-run"}.get(runtime, runtime)
+    default_exe = get_runtime(runtime).executable
     executable = rt.get("executable", str, "a command name or path", default_exe)
     gpu_flag = rt.get("gpu_flag", bool, "true or false", True)
     rt.finish()
@@ -316,18 +318,6 @@ def load_site_file(path: str | os.PathLike[str]) -> Site:
 
 
 # --------------------------------------------------------------------------- lookup
-
-
-def config_home(env: Mapping[str, str]) -> Path:
-    base = env.get("XDG_CONFIG_HOME") or os.path.join(env.get("HOME") or "~", ".config")
-    return Path(os.path.expanduser(base)) / "slurmc"
-
-
-def bundled_dir(name: str) -> Path:
-    """A data directory shipped with slurmc: inside the wheel, or at the repository top."""
-    here = Path(__file__).resolve().parent
-    packaged = here / "_data" / name
-    return packaged if packaged.is_dir() else here.parent / name
 
 
 def site_dirs(env: Mapping[str, str]) -> list[Path]:

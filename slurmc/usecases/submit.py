@@ -1,4 +1,10 @@
-"""Run a job: plan it, render it, hand it to a backend. The CLI's one entry to the core."""
+"""Submit a job, top down: plan → resolve the image → the venv → the image's facts →
+render → submit (or run it in the foreground under salloc).
+
+:func:`plan_job` is the first three steps; the CLI then calls :func:`ensure_image`,
+:func:`ensure_venv`, :func:`apply_image_facts` and :func:`submit` or
+:func:`run_interactive`, each taking the job the step before returned.
+"""
 
 from __future__ import annotations
 
@@ -9,19 +15,21 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .backends import Backend, Submission, get_backend
-from .cache.layout import touch_used
-from .job import Job, JobRequest, expand_output, plan
-from .render import render_batch, render_step
-from .sites import Site, resolve_site
+from slurmc.backends import Backend, Submission, get_backend
+from slurmc.cache.layout import touch_used
+from slurmc.core.job import Job, expand_output
+from slurmc.core.plan import JobRequest, plan, with_venv
+from slurmc.core.render import render_batch, render_step
+from slurmc.core.sites import Site, resolve_site
 
 if TYPE_CHECKING:
-    from .cache.pull import Notify
+    from slurmc.cache.pull import Notify
 
 __all__ = [
     "JobRequest",
     "describe_site",
     "plan_for_site",
+    "plan_job",
     "render_batch",
     "render_step",
     "run_interactive",
@@ -42,8 +50,20 @@ class SubmitResult:
 def plan_for_site(
     request: JobRequest, site_flag: str | None, env: Mapping[str, str], cwd: str
 ) -> Job:
-    site = resolve_site(site_flag, env)
-    return plan(request, site, env, cwd)
+    return plan_job(request, resolve_site(site_flag, env), env, cwd)
+
+
+def plan_job(request: JobRequest, site: Site, env: Mapping[str, str], cwd: str) -> Job:
+    """Plan (every value checked, nothing touched), resolve the image, add the venv."""
+    from slurmc.usecases.resolve import resolve_job
+
+    job = resolve_job(plan(request, site, env, cwd), cwd=cwd, env=env)
+    if request.venv:
+        from slurmc.usecases.venvs import find_venv, venv_binds
+
+        found = find_venv(request.venv, env, cwd)
+        job = with_venv(job, found.path, venv_binds(job.runtime.name, found))
+    return job
 
 
 def ensure_image(
@@ -55,7 +75,7 @@ def ensure_image(
     """Pull a missing image (on this node, for sites that pull on the login node)."""
     image = job.image
     if image.source == "missing" and job.site.pull == "login":
-        from .cache.pull import PullOptions, pull_into
+        from slurmc.cache.pull import PullOptions, pull_into
 
         assert image.ref is not None and image.root is not None
         options = PullOptions(executable=job.site.executable)
@@ -81,7 +101,7 @@ def ensure_venv(
     warn when it was built on another image."""
     if job.venv is None:
         return job
-    from .venvs import base_mismatch, find_venv, prepare
+    from slurmc.usecases.venvs import base_mismatch, find_venv, prepare
 
     venv = find_venv(job.venv, env, cwd)
     prepare(venv, job.runtime.name)
@@ -93,7 +113,7 @@ def ensure_venv(
 
 def apply_image_facts(job: Job, env: Mapping[str, str]) -> Job:
     """What the image itself decides, read statically once per file identity
-    (slurmc.imagefacts): for ``conda = "auto"``, activate with $WITH_CONDA only if the
+    (slurmc.usecases.imagefacts): for ``conda = "auto"``, activate with $WITH_CONDA only if the
     image defines it; whether it holds /ch/environment (ch-run --set-env).
 
     Where the image cannot be read (not yet pulled, a URI, an unknown format), the
@@ -103,7 +123,7 @@ def apply_image_facts(job: Job, env: Mapping[str, str]) -> Job:
         return job
     if job.conda != "auto" and not job.runtime.reads_image_environment:
         return job
-    from .imagefacts import facts
+    from slurmc.usecases.imagefacts import facts
 
     found = facts(env, job.image.path)
     if found is None:
@@ -129,10 +149,10 @@ def submit(
     """Submit safely: tag the job, look the tag up before any retry, record the job.
 
     The retry rules are :func:`slurmc.backends.base.submit_safely`'s; the record is
-    described in :mod:`slurmc.records`.
+    described in :mod:`slurmc.usecases.records`.
     """
-    from .backends.base import new_tag, parse_delays, submit_safely
-    from .backends.sbatch import SlurmCommands
+    from slurmc.backends.base import new_tag, parse_delays, submit_safely
+    from slurmc.backends.sbatch import SlurmCommands
 
     tag = new_tag()
     job, user_comment = _with_tag(job, tag)
@@ -176,7 +196,7 @@ def _with_tag(job: Job, tag: str) -> tuple[Job, str | None]:
     comment instead (the last one, as in sbatch); the other options are kept in sbatch's
     full spelling, so none of them can be read as a second ``--comment``.
     """
-    from .backends.base import tagged_comment
+    from slurmc.backends.base import tagged_comment
 
     res = job.resources
     user, extra = res.split_comment()
@@ -199,8 +219,8 @@ def _record(
     """Write the job record; failing to is a warning (the job is submitted either way)."""
     import shlex
 
-    from . import records
-    from .backends.sbatch import configured_cluster
+    from slurmc.backends.sbatch import configured_cluster
+    from slurmc.usecases import records
 
     image = records.image_identity(job.image.path, job.image.source)
     image.update(spec=job.image.spec.text, runtime=job.runtime.name)

@@ -11,8 +11,8 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 
-from .errors import ConfigError, ValidationError
-from .quoting import check_directive_value
+from slurmc.errors import ConfigError, ValidationError
+from slurmc.grammar.quoting import check_directive_value
 
 # re.ASCII: \d is [0-9] only; Unicode digits (``١٢٣``) would pass and fail later in sbatch
 _TIME = re.compile(
@@ -114,7 +114,7 @@ class Resources:
 
     def extra_options(self) -> list[tuple[str, str | None]]:
         """The ``--sbatch-arg`` options as sbatch reads them: full names, one per pair."""
-        from .sbatch_options import parse
+        from slurmc.grammar.sbatch_options import parse
 
         return [pair for arg in self.extra for pair in parse(arg)]
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import typer
 
-from . import completion
-from .cli_common import (
+from slurmc.cli import completion
+from slurmc.cli.common import (
     SUGGEST_COMMANDS,
     ImageFirstCommand,
     handle_errors,
@@ -22,7 +22,7 @@ from .cli_common import (
     request_from,
     with_project,
 )
-from .errors import SlurmcError
+from slurmc.errors import SlurmcError
 
 _app = typer.Typer(
     suggest_commands=SUGGEST_COMMANDS,
@@ -44,16 +44,16 @@ _app.add_typer(site_app, name="site")
 #: command being run is imported (`slurmc cache ls` does not import the jobs or venv
 #: commands, `slurmc run` none of them); help, completion and typos get all of them.
 GROUPS = {
-    "cache": "cli_cache",
-    "images": "cli_cache",
-    "inspect": "cli_inspect",
-    "shell": "cli_shell",
-    "build": "cli_venv",
-    "venv": "cli_venv",
-    "jobs": "cli_jobs",
-    "info": "cli_info",
+    "cache": "cache",
+    "images": "cache",
+    "inspect": "inspect",
+    "shell": "shell",
+    "build": "venv",
+    "venv": "venv",
+    "jobs": "jobs",
+    "info": "info",
 }
-_ORDER = ("cli_cache", "cli_inspect", "cli_shell", "cli_venv", "cli_jobs", "cli_info")
+_ORDER = ("cache", "inspect", "shell", "venv", "jobs", "info")
 _registered: set[str] = set()
 
 
@@ -76,7 +76,7 @@ COMPLETE_VAR = "_SLURMC_COMPLETE"
 def main(argv: list[str]) -> None:
     """The console script: register what *argv* needs, then let Typer run it."""
     instruction = os.environ.get(COMPLETE_VAR)
-    if instruction:  # shell completion (slurmc.completion): every command
+    if instruction:  # shell completion (slurmc.cli.completion): every command
         # Click's scripts say SHELL_ACTION (bash_complete), Typer reads ACTION_SHELL
         shell, _, action = instruction.partition("_")
         if shell in ("bash", "zsh", "fish"):
@@ -88,14 +88,14 @@ def main(argv: list[str]) -> None:
 
 
 def __getattr__(name: str) -> Any:
-    if name == "app":  # `from slurmc.cli import app`: the whole app (tests, tools)
+    if name == "app":  # `from slurmc.cli.app import app`: the whole app (tests, tools)
         return load()
     raise AttributeError(name)
 
 
 def _version(value: bool) -> None:
     if value:
-        from . import __version__
+        from slurmc import __version__
 
         typer.echo(f"slurmc {__version__}")
         raise typer.Exit()
@@ -179,7 +179,7 @@ def run(
     ),
 ) -> None:
     """Run COMMAND in IMAGE on the cluster: slurmc run [OPTIONS] IMAGE [--] COMMAND..."""
-    from . import launch
+    from slurmc.usecases import submit as launch
 
     refuse_gpus(gpus)
     image_given, command = image_and_command(image, command)
@@ -214,7 +214,7 @@ def run(
         interactive=interactive,
     )
     if wait and (dry_run or interactive or array):
-        from .errors import ValidationError
+        from slurmc.errors import ValidationError
 
         raise ValidationError(
             "--wait follows one batch job: not with --dry-run, --interactive or --array"
@@ -239,7 +239,7 @@ def run(
         if result.output:
             typer.echo(f"Output: {result.output}", err=wait)
     if wait:
-        from . import cli_jobs
+        from slurmc.cli import jobs as cli_jobs
 
         raise typer.Exit(cli_jobs.wait_for(result, environ))
 
@@ -250,7 +250,7 @@ def site_list(
     as_json: bool = typer.Option(False, "--json", help="One JSON document."),
 ) -> None:
     """List the known sites and where each is defined."""
-    from .sites import load_site_file, site_files
+    from slurmc.core.sites import load_site_file, site_files
 
     rows: list[dict[str, str | None]] = []
     for name, path in sorted(site_files(dict(os.environ)).items()):
@@ -277,10 +277,10 @@ def site_show(
     as_json: bool = typer.Option(False, "--json", help="One JSON document."),
 ) -> None:
     """Show a site's settings, as slurmc reads them."""
-    from .sites import resolve_site
+    from slurmc.core.sites import resolve_site
 
     site = resolve_site(name, dict(os.environ))
-    from .launch import describe_site, site_as_dict
+    from slurmc.usecases.submit import describe_site, site_as_dict
 
     if as_json:
         print_json(site_as_dict(site))
@@ -292,7 +292,7 @@ def site_show(
 @handle_errors
 def site_check(path: str = typer.Argument(..., help="A site TOML file.")) -> None:
     """Validate a site file; exit non-zero with the first problem found."""
-    from .sites import load_site_file
+    from slurmc.core.sites import load_site_file
 
     site = load_site_file(path)
     typer.echo(f"{path}: ok (site {site.name}, runtime {site.runtime})")

@@ -22,8 +22,8 @@ import stat
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from .backends.base import FINAL_STATES, JobQueries, JobStatus
-from .errors import SlurmcError, ValidationError
+from slurmc.backends.base import FINAL_STATES, JobQueries, JobStatus
+from slurmc.errors import SlurmcError, ValidationError
 
 #: The default (and recommended minimum) ceiling of the polling interval, in seconds.
 POLL_CEILING = 30.0

@@ -1,6 +1,7 @@
 """``slurmc jobs ...`` and what ``slurmc run --wait`` does after submitting.
 
-Thin: parse, call :mod:`slurmc.records` / :mod:`slurmc.follow`, print. Slurm is asked
+Thin: parse, call :mod:`slurmc.usecases.records` / :mod:`slurmc.usecases.follow`, print.
+Slurm is asked
 through :class:`slurmc.backends.sbatch.SlurmCommands`, one batched call at a time.
 """
 
@@ -17,13 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from . import completion
-from .cli_common import SUGGEST_COMMANDS, handle_errors
+from slurmc.cli import completion
+from slurmc.cli.common import SUGGEST_COMMANDS, handle_errors
 
 if TYPE_CHECKING:
-    from .backends.base import JobStatus
-    from .launch import SubmitResult
-    from .records import Record
+    from slurmc.backends.base import JobStatus
+    from slurmc.usecases.records import Record
+    from slurmc.usecases.submit import SubmitResult
 
 jobs_app = typer.Typer(
     suggest_commands=SUGGEST_COMMANDS,
@@ -54,9 +55,9 @@ def _damaged(path: Path, why: str) -> None:
 
 
 def _one(env: Mapping[str, str], job_id: str, cluster: str | None) -> tuple[Path, Record]:
-    from . import records
-    from .backends.sbatch import configured_cluster
-    from .errors import ValidationError
+    from slurmc.backends.sbatch import configured_cluster
+    from slurmc.errors import ValidationError
+    from slurmc.usecases import records
 
     found = records.find(env, job_id, cluster, on_damaged=_damaged)
     if not found:
@@ -89,7 +90,7 @@ def _final(status: JobStatus) -> dict[str, Any]:
 
 def _stored(record: Record) -> JobStatus | None:
     """The final state kept in the record (a real end only, not "unknown")."""
-    from .backends.base import FINAL_STATES, JobStatus
+    from slurmc.backends.base import FINAL_STATES, JobStatus
 
     final = record.get("final") or {}
     if final.get("state") in FINAL_STATES:
@@ -109,10 +110,10 @@ def _live(env: Mapping[str, str], recs: list[tuple[Path, Record]]) -> dict[Path,
     Final states learnt here are written back, so a finished job is never asked about
     again. A query that fails leaves the states out (shown as "?").
     """
-    from . import records
-    from .backends.sbatch import SlurmCommands, configured_cluster
-    from .errors import SlurmcError
-    from .follow import Poller
+    from slurmc.backends.sbatch import SlurmCommands, configured_cluster
+    from slurmc.errors import SlurmcError
+    from slurmc.usecases import records
+    from slurmc.usecases.follow import Poller
 
     out: dict[Path, JobStatus] = {}
     here = configured_cluster(env)
@@ -175,9 +176,9 @@ def jobs_list(
     """List the jobs slurmc submitted, newest first, with their state now."""
     if ctx.invoked_subcommand is not None:
         return
-    from . import records
-    from .backends.sbatch import configured_cluster
-    from .errors import ValidationError
+    from slurmc.backends.sbatch import configured_cluster
+    from slurmc.errors import ValidationError
+    from slurmc.usecases import records
 
     if last < 0:
         raise ValidationError(f"--last: {last} is negative; give a count, or 0 for all")
@@ -241,7 +242,7 @@ def jobs_show(
     ),
 ) -> None:
     """Everything recorded about a job, its state now, and its image file and digest."""
-    from . import records
+    from slurmc.usecases import records
 
     env = dict(os.environ)
     path, rec = _one(env, job_id, cluster)
@@ -272,7 +273,7 @@ def jobs_show(
 def _render_show(
     path: Path, rec: Record, image: dict[str, Any], st: JobStatus | None, check: str, detail: str
 ) -> str:
-    from .follow import outcome
+    from slurmc.usecases.follow import outcome
 
     where = f"cluster {rec.get('cluster')}, " if rec.get("cluster") else ""
     lines = [f"job        {rec.get('job_id')} ({where}site {rec.get('site')})"]
@@ -347,7 +348,7 @@ def jobs_logs(
     ),
 ) -> None:
     """Print a job's output file (and its --error file to stderr); --follow until it ends."""
-    from .errors import ValidationError
+    from slurmc.errors import ValidationError
 
     env = dict(os.environ)
     path, rec = _one(env, job_id, cluster)
@@ -379,7 +380,7 @@ def jobs_logs(
 
 
 def _copy_file(path: str, write: Any) -> None:
-    from .follow import Tail
+    from slurmc.usecases.follow import Tail
 
     Tail(path, write).pump()
 
@@ -388,8 +389,8 @@ def _copy_file(path: str, write: Any) -> None:
 @handle_errors
 def jobs_cancel(job_id: str = JOB_ID, cluster: str = CLUSTER) -> None:
     """Cancel a job (scancel)."""
-    from . import records
-    from .backends.sbatch import SlurmCommands
+    from slurmc.backends.sbatch import SlurmCommands
+    from slurmc.usecases import records
 
     env = dict(os.environ)
     records.check_job_id(job_id)
@@ -430,10 +431,10 @@ def _follow_and_report(
     record: Path | None,
 ) -> int:
     """Stream the job's files until it ends; say how it ended; return the exit code."""
-    from . import records
-    from .backends.sbatch import SlurmCommands
-    from .errors import SlurmcError
-    from .follow import FollowStats, Poller, Tail, follow, outcome, poll_ceiling
+    from slurmc.backends.sbatch import SlurmCommands
+    from slurmc.errors import SlurmcError
+    from slurmc.usecases import records
+    from slurmc.usecases.follow import FollowStats, Poller, Tail, follow, outcome, poll_ceiling
 
     tails = []
     if output:
@@ -514,8 +515,8 @@ def jobs_prune(
     first to ask Slurm about them."""
     import time
 
-    from . import records
-    from .errors import ValidationError
+    from slurmc.errors import ValidationError
+    from slurmc.usecases import records
 
     if older_than < 0:
         raise ValidationError(f"--older-than: {older_than:g} is negative; give days, e.g. 90")

@@ -1,4 +1,4 @@
-"""``slurmc inspect IMAGE``: parse, call :mod:`slurmc.inspect`, print. Nothing else.
+"""``slurmc inspect IMAGE``: parse, call :mod:`slurmc.usecases.inspect`, print. Nothing else.
 
 :func:`register` adds the command to the Typer app; the work is imported inside
 the command, so other commands do not pay for it at start-up.
@@ -19,7 +19,7 @@ def _print_json(value: Any) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    from .cli import handle_errors
+    from slurmc.cli.app import handle_errors
 
     if any(c.name == "inspect" for c in app.registered_commands):
         return  # registered already
@@ -49,8 +49,8 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Show what IMAGE holds (OS, Python, conda envs, pip packages) without a job."""
-        from . import inspect as core
-        from .errors import ValidationError
+        from slurmc.errors import ValidationError
+        from slurmc.usecases import inspect as core
 
         env, cwd = dict(os.environ), os.getcwd()
         if on_node and not exec_:

@@ -40,14 +40,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from . import proc
-from .errors import (
+from slurmc import proc
+from slurmc.errors import (
     ExternalCommandError,
     ImageNotFoundError,
     SlurmcError,
     ToolMissingError,
     ValidationError,
 )
+from slurmc.paths import data_home
+from slurmc.runtimes import Runtime, get_runtime
 
 #: where a venv is mounted in the container, while it is built and in every job
 MOUNT_POINT = "/user-software"
@@ -56,7 +58,6 @@ META_SUFFIX = ".json"
 META_FORMAT = 1
 UNPACKED = ".unpacked"
 _NAME = re.compile(r"[A-Za-z0-9_.-]+\Z")
-_APPTAINER = ("apptainer", "singularity")
 #: files the build script leaves in the venv for slurmc; removed before packing
 _INSTALLED = ".slurmc-installed.json"
 _PYTHON = ".slurmc-python"
@@ -87,9 +88,7 @@ def store_dir(env: Mapping[str, str]) -> str:
     (``~/.local/share/slurmc/venvs``)."""
     if env.get("SLURMC_VENV_DIR"):
         return os.path.abspath(os.path.expanduser(env["SLURMC_VENV_DIR"]))
-    home = env.get("HOME") or os.path.expanduser("~")
-    data = env.get("XDG_DATA_HOME") or os.path.join(home, ".local", "share")
-    return os.path.abspath(os.path.join(os.path.expanduser(data), "slurmc", "venvs"))
+    return os.path.abspath(data_home(env) / "venvs")
 
 
 @dataclass(frozen=True)
@@ -251,6 +250,13 @@ def build_script(conda: str, var: str = "WITH_CONDA") -> str:
     )
 
 
+def _runtime(name: str, what: str) -> Runtime:
+    try:
+        return get_runtime(name)
+    except KeyError:
+        raise ValidationError(f"{what}: no runtime {name}") from None
+
+
 def build_argv(
     runtime: str,
     executable: str,
@@ -262,27 +268,9 @@ def build_argv(
 ) -> list[str]:
     """The local command that runs *script* in *image* with *builddir* at :data:`MOUNT_POINT`."""
     cmd = ["bash", "-c", script, "slurmc-venv", *pip_args]
-    mount = f"{builddir}:{MOUNT_POINT}"
-    if runtime in _APPTAINER:  # -B, or --mount for paths the flavour's -B cannot carry
-        from .runtimes import get_runtime
-
-        return [executable, "exec", *get_runtime(runtime).bind_args([*binds, mount]), image, *cmd]
-    if runtime == "charliecloud":
-        # --set-env reads /ch/environment, where Charliecloud images keep WITH_CONDA
-        flags = [w for b in [*binds, mount] for w in ("-b", b)]
-        return [executable, "--set-env", *flags, image, "--", *cmd]
-    if runtime == "enroot":
-        # enroot's --mount is an fstab line with ':' for blanks; x-create makes the mount point
-        mounts = [f"{b}:none:x-create=auto,rbind" if b.count(":") == 1 else b for b in binds]
-        flags = [w for m in [*mounts, f"{mount}:none:x-create=dir,rbind"] for w in ("--mount", m)]
-        return [executable, "start", *flags, image, *cmd]
-    if runtime == "podman":
-        from .runtimes import get_runtime
-
-        flags = [w for b in [*binds, mount] for w in ("-v", b)]
-        ref = get_runtime("podman").image_arg(image)
-        return [executable, "run", "--rm", "--network=host", *flags, ref, *cmd]
-    raise ValidationError(f"slurmc venv create: no way to build with runtime {runtime}")
+    rt = _runtime(runtime, "slurmc venv create")
+    mounts = [*binds, f"{builddir}:{MOUNT_POINT}"]
+    return rt.exec_argv(executable, image, cmd, mounts, network=True)
 
 
 def srun_argv(
@@ -296,20 +284,10 @@ def srun_argv(
     options: Sequence[str],
 ) -> list[str]:
     """The same build on one compute node through ``srun`` (Pyxis for Enroot)."""
-    base = ["srun", "--nodes=1", "--ntasks=1", *options]
-    if runtime == "enroot":
-        mounts = ",".join([*binds, f"{builddir}:{MOUNT_POINT}"])
-        return [
-            *base,
-            f"--container-image={image}",
-            f"--container-mounts={mounts}",
-            "bash",
-            "-c",
-            script,
-            "slurmc-venv",
-            *pip_args,
-        ]
-    return [*base, *build_argv(runtime, executable, image, builddir, binds, script, pip_args)]
+    cmd = ["bash", "-c", script, "slurmc-venv", *pip_args]
+    rt = _runtime(runtime, "slurmc venv create")
+    mounts = [*binds, f"{builddir}:{MOUNT_POINT}"]
+    return rt.srun_argv(executable, image, cmd, mounts, options, network=True)
 
 
 @dataclass(frozen=True)
@@ -351,9 +329,9 @@ class BuildPlan:
 
 def plan_build(req: CreateRequest, env: Mapping[str, str], cwd: str) -> BuildPlan:
     """Validate the request, find the image and the runtime; raise before anything runs."""
-    from .errors import ConfigError
-    from .inspect import locate
-    from .sites import expand, resolve_site
+    from slurmc.core.sites import expand, resolve_site
+    from slurmc.errors import ConfigError
+    from slurmc.usecases.inspect import locate
 
     check_name(req.name)
     if not req.packages and not req.requirements:
@@ -393,7 +371,7 @@ def plan_build(req: CreateRequest, env: Mapping[str, str], cwd: str) -> BuildPla
         binds = [b for b in binds if os.path.exists(b.split(":", 1)[0])]
         conda, var = req.conda or site.conda, site.conda_variable
     else:
-        from .inspect import detect_format, runtime_for_format
+        from slurmc.usecases.inspect import detect_format, runtime_for_format
 
         runtime, executable = runtime_for_format(detect_format(located.path), "venv create")
         binds, conda, var = [], req.conda or "auto", "WITH_CONDA"
@@ -403,7 +381,7 @@ def plan_build(req: CreateRequest, env: Mapping[str, str], cwd: str) -> BuildPla
         src, sep, rest = b.partition(":")
         binds.append(os.path.normpath(os.path.join(cwd, src)) + sep + rest)
 
-    from .inspect import with_conda_of
+    from slurmc.usecases.inspect import with_conda_of
 
     readable, with_conda = with_conda_of(located.path)
     if conda == "auto" and readable:
@@ -429,12 +407,8 @@ def plan_build(req: CreateRequest, env: Mapping[str, str], cwd: str) -> BuildPla
 
 
 def _hint(plan: BuildPlan, stderr: str) -> str:
-    if plan.runtime == "charliecloud" and MOUNT_POINT in stderr:
-        return (
-            f"ch-run binds only onto directories the image has: add `RUN mkdir {MOUNT_POINT}` "
-            "to the image's Dockerfile"
-        )
-    return f"venv {plan.name}: nothing was kept"
+    hint = _runtime(plan.runtime, "slurmc venv create").build_hint(stderr, MOUNT_POINT)
+    return hint or f"venv {plan.name}: nothing was kept"
 
 
 def _temp(final: str, what: str) -> str:
@@ -611,7 +585,7 @@ def create(req: CreateRequest, env: Mapping[str, str], cwd: str, notify: Notify 
 
 def mount_source(venv: Venv, runtime: str) -> str:
     """What the job binds: the SquashFS file (Apptainer/Singularity) or its unpacked copy."""
-    return venv.path if runtime in _APPTAINER else venv.unpacked_path
+    return venv.path if _runtime(runtime, "--venv").mounts_squashfs else venv.unpacked_path
 
 
 def venv_binds(runtime: str, venv: Venv) -> list[str]:
@@ -622,13 +596,7 @@ def venv_binds(runtime: str, venv: Venv) -> list[str]:
             f"--venv: {src} holds ',' or ':' or a control character, which no bind list can "
             "carry; move the venv directory (SLURMC_VENV_DIR)"
         )
-    if runtime in _APPTAINER:
-        return [f"{src}:{MOUNT_POINT}:image-src=/"]
-    if runtime == "charliecloud":
-        return [f"{src}:{MOUNT_POINT}"]  # ch-run binds take no options (and are read-write)
-    if runtime in ("enroot", "podman"):
-        return [f"{src}:{MOUNT_POINT}:ro"]
-    raise ValidationError(f"--venv: runtime {runtime} has no way to mount a venv")
+    return [_runtime(runtime, "--venv").venv_bind(src, MOUNT_POINT)]
 
 
 def prepare(venv: Venv, runtime: str) -> str:
@@ -638,7 +606,7 @@ def prepare(venv: Venv, runtime: str) -> str:
     the others discard theirs, so no lock is needed.
     """
     target = mount_source(venv, runtime)
-    if runtime in _APPTAINER or os.path.isdir(target):
+    if _runtime(runtime, "--venv").mounts_squashfs or os.path.isdir(target):
         return target
     root = os.path.dirname(target)
     os.makedirs(root, exist_ok=True)

@@ -36,7 +36,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ConfigError
+from slurmc.errors import ConfigError
+from slurmc.paths import config_home
 
 #: How Docker names Docker Hub in config.json.
 DOCKER_HUB_KEYS = (
@@ -59,8 +60,7 @@ class Credential:
 
 
 def credentials_file(env: Mapping[str, str]) -> Path:
-    base = env.get("XDG_CONFIG_HOME") or os.path.join(env.get("HOME") or "~", ".config")
-    return Path(os.path.expanduser(base)) / "slurmc" / "credentials"
+    return config_home(env) / "credentials"
 
 
 def check_private(path: Path) -> None:

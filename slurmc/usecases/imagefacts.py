@@ -25,13 +25,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from slurmc.paths import cache_home
+
 _IDENTITY = ("realpath", "size", "mtime_ns", "ctime_ns", "inode", "device")
 _MISSING = object()
 
 
 def facts_dir(env: Mapping[str, str]) -> Path:
-    base = env.get("XDG_CACHE_HOME") or os.path.join(env.get("HOME") or "~", ".cache")
-    return Path(os.path.expanduser(base)) / "slurmc" / "image-facts"
+    return cache_home(env) / "image-facts"
 
 
 def identity(path: str) -> dict[str, Any] | None:
@@ -112,9 +113,9 @@ def facts(env: Mapping[str, str], path: str) -> dict[str, Any] | None:
         known = {name: recall(env, ident, name) for name in FACTS}
         if all(v is not _MISSING for v in known.values()) and _valid(known):
             return known
-    from .errors import SlurmcError
-    from .images import ImageFormatError
-    from .inspect import inspect_image  # reads the image: only on a miss
+    from slurmc.errors import SlurmcError
+    from slurmc.images import ImageFormatError
+    from slurmc.usecases.inspect import inspect_image  # reads the image: only on a miss
 
     try:
         contents = inspect_image(path).contents

@@ -6,8 +6,8 @@ import os
 
 import typer
 
-from . import completion
-from .cli_common import handle_errors, prepared_job, refuse_gpus, request_from, with_project
+from slurmc.cli import completion
+from slurmc.cli.common import handle_errors, prepared_job, refuse_gpus, request_from, with_project
 
 
 @handle_errors
@@ -49,7 +49,7 @@ def shell(
 ) -> None:
     """Open a shell in IMAGE on an allocated node (salloc + srun --pty); exit releases it."""
     refuse_gpus(gpus)
-    from . import launch
+    from slurmc.usecases import submit as launch
 
     given = {
         "site": site,

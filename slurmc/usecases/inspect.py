@@ -18,9 +18,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ImageNotFoundError, SlurmcError, ValidationError
-from .images import ImageFormatError
-from .images.contents import Contents, DirectoryTree, FileTree, Package, discover
+from slurmc.errors import ImageNotFoundError, SlurmcError, ValidationError
+from slurmc.images import ImageFormatError
+from slurmc.images.contents import Contents, DirectoryTree, FileTree, Package, discover
+from slurmc.runtimes import Runtime, available, get_runtime
 
 FORMATS = ("sif", "squashfs", "oci-archive", "oci-layout", "docker-archive", "directory")
 
@@ -43,7 +44,7 @@ def locate(
     cwd: str,
 ) -> Located:
     """Resolve IMAGE as ``slurmc run`` does: a path, or a reference in the cache roots."""
-    from .refs import parse_image
+    from slurmc.grammar.refs import parse_image
 
     spec = parse_image(image)
     if spec.kind == "uri":
@@ -60,10 +61,9 @@ def locate(
         if not os.path.exists(path):
             raise ImageNotFoundError(f"image file {path} does not exist; check the path")
         return Located(image, path)
-    from .job import site_roots
-    from .resolve import resolve_image
-    from .runtimes import get_runtime
-    from .sites import resolve_site
+    from slurmc.core.roots import site_roots
+    from slurmc.core.sites import resolve_site
+    from slurmc.usecases.resolve import resolve_image
 
     site = resolve_site(site_flag, env)
     roots = site_roots(site, env, tuple(cache_dirs))
@@ -155,8 +155,8 @@ def _size(path: str) -> int:
 
 
 def _sif_part(path: str) -> tuple[dict[str, Any], FileTree | None, dict[str, Any] | None]:
-    from .images import sif
-    from .images.squashfs import SquashfsTree
+    from slurmc.images import sif
+    from slurmc.images.squashfs import SquashfsTree
 
     image = sif.read_sif(path)
     info = image.to_dict()
@@ -203,12 +203,12 @@ def inspect_image(path: str, given: str | None = None) -> Inspection:
     if fmt == "sif":
         sif_info, tree, sq_info = _sif_part(path)
     elif fmt == "squashfs":
-        from .images.squashfs import SquashfsTree
+        from slurmc.images.squashfs import SquashfsTree
 
         sq_tree = SquashfsTree(path)
         tree, sq_info = sq_tree, {"offset": 0, **sq_tree.superblock.to_dict()}
     elif fmt in ("oci-archive", "oci-layout", "docker-archive"):
-        from .images.oci import open_oci
+        from slurmc.images.oci import open_oci
 
         oci_image = open_oci(path)
         oci_info, extra_env, tree = oci_image.to_dict(), oci_image.env, oci_image.tree()
@@ -361,31 +361,32 @@ def container_command() -> list[str]:
     return ["bash", "-c", EXEC_SCRIPT, "slurmc-inspect", PY_LIST]
 
 
+def _runtime(name: str) -> Runtime | None:
+    try:
+        return get_runtime(name)
+    except KeyError:
+        return None
+
+
 def exec_argv(runtime: str, executable: str, path: str, fmt: str) -> list[str]:
     """The local command that runs :data:`EXEC_SCRIPT` in the image with *runtime*."""
-    cmd = container_command()
-    if runtime == "charliecloud":
-        # --set-env reads /ch/environment, where Charliecloud images keep WITH_CONDA
-        return [executable, "--set-env", path, "--", *cmd]
-    if runtime in ("apptainer", "singularity"):
-        return [executable, "exec", path, *cmd]
-    if runtime == "podman":
-        ref = f"oci-archive:{path}" if fmt == "oci-archive" else path
-        return [executable, "run", "--rm", ref, *cmd]
-    raise ValidationError(
-        f"--exec with runtime {runtime} works only on a node: add --on-node "
-        "(it runs srun --container-image)"
-    )
+    rt = _runtime(runtime)
+    if rt is None or not rt.local_exec:
+        raise ValidationError(
+            f"--exec with runtime {runtime} works only on a node: add --on-node "
+            "(it runs srun --container-image)"
+        )
+    return rt.exec_argv(executable, path, container_command(), fmt=fmt)
 
 
 def srun_argv(
     runtime: str, executable: str, path: str, fmt: str, options: Sequence[str]
 ) -> list[str]:
     """``srun`` on one compute node around the runtime's command (Pyxis for Enroot)."""
-    base = ["srun", "--nodes=1", "--ntasks=1", *options]
-    if runtime == "enroot":
-        return [*base, f"--container-image={path}", *container_command()]
-    return [*base, *exec_argv(runtime, executable, path, fmt)]
+    rt = _runtime(runtime)
+    if rt is None:
+        raise ValidationError(f"--exec: no runtime {runtime}")
+    return rt.srun_argv(executable, path, container_command(), (), options, fmt=fmt)
 
 
 def _json_list(text: str, what: str) -> list[dict[str, Any]] | None:
@@ -450,14 +451,10 @@ def parse_exec_output(stdout: str, image: str, argv: Sequence[str]) -> ExecListi
 
 def runtime_for_format(fmt: str, what: str = "--exec") -> tuple[str, str]:
     """Without a site: the runtime on PATH that runs an image of format *fmt*."""
-    if fmt == "sif":
-        for exe in ("apptainer", "singularity"):
-            if shutil.which(exe):
-                return exe, exe
-    elif fmt in ("squashfs", "directory") and shutil.which("ch-run"):
-        return "charliecloud", "ch-run"
-    elif fmt in ("oci-archive", "oci-layout") and shutil.which("podman"):
-        return "podman", "podman"
+    for kind in available():
+        rt = get_runtime(kind)
+        if fmt in rt.local_formats and shutil.which(rt.executable):
+            return kind, rt.executable
     raise ValidationError(
         f"{what}: no site given and no runtime found on PATH for a {fmt} image; pass --site"
     )
@@ -481,9 +478,9 @@ def run_exec(
     timeout: float | None = None,
 ) -> ExecListing:
     """Run the package listing inside the container and parse what it prints."""
-    from . import proc
-    from .errors import ConfigError
-    from .sites import resolve_site
+    from slurmc import proc
+    from slurmc.core.sites import resolve_site
+    from slurmc.errors import ConfigError
 
     fmt = detect_format(located.path)
     site = located.site

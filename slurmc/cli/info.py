@@ -1,4 +1,4 @@
-"""``slurmc info``: parse, call :mod:`slurmc.info`, print. Nothing else."""
+"""``slurmc info``: parse, call :mod:`slurmc.usecases.info`, print. Nothing else."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
-    from .cli_common import handle_errors, print_json
+    from slurmc.cli.common import handle_errors, print_json
 
     @app.command("info")
     @handle_errors
@@ -20,8 +20,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """What this machine has for a site: Slurm, the controller, the runtime, caches,
         catalogs, credentials, venvs. Exits non-zero when something required is missing."""
-        from .info import gather
-        from .sites import resolve_site
+        from slurmc.core.sites import resolve_site
+        from slurmc.usecases.info import gather
 
         env = dict(os.environ)
         chosen = resolve_site(site, env)

@@ -1,0 +1,1 @@
+"""The pure core: site files, resources, the job plan, rendering."""

@@ -1,0 +1,1 @@
+"""The grammars of outside things: image references, shell words, sbatch options."""

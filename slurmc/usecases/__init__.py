@@ -1,0 +1,1 @@
+"""What the CLI calls: submit, follow, jobs, inspect, venvs, build."""
