@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from slurmc.cli.app import app
 from slurmc.cli.inspect import register
-from slurmc.usecases import inspect as core
+from slurmc.usecases import inspect_exec
 from tests.test_inspect import make_rootfs, mksquashfs
 
 register(app)  # what slurmc/cli/app.py does; a second call is a no-op
@@ -92,8 +92,8 @@ def test_diff_text_and_json(env, images):
 
 def test_exec_json_through_the_site_runtime(env, images, fp):
     fp.allow_unregistered(True)
-    m = core.MARK
-    argv = core.exec_argv("charliecloud", "ch-run", str(images[0]), "squashfs")
+    m = inspect_exec.MARK
+    argv = inspect_exec.exec_argv("charliecloud", "ch-run", str(images[0]), "squashfs")
     fp.register(
         argv,
         stdout=f"{m} env\npytorch\n/opt/miniconda3/envs/pytorch\n{m} pip pip\n"
@@ -108,7 +108,7 @@ def test_exec_json_through_the_site_runtime(env, images, fp):
 
 def test_exec_on_node_passes_srun_options(env, images, fp):
     fp.allow_unregistered(True)
-    argv = core.srun_argv(
+    argv = inspect_exec.srun_argv(
         "singularity",
         "singularity",
         str(images[0]),

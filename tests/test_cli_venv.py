@@ -15,7 +15,7 @@ import typer
 from typer.testing import CliRunner
 
 from slurmc.cli import venv as cli_venv
-from slurmc.usecases import venvs
+from slurmc.usecases import build, venv_build, venvs
 
 runner = CliRunner()
 
@@ -56,7 +56,7 @@ def store(env: dict[str, str]) -> Path:
 
 @pytest.fixture
 def captured(monkeypatch: pytest.MonkeyPatch, store: Path) -> list[Any]:
-    """venvs.create replaced by a recorder that publishes a small file."""
+    """venv_build.create replaced by a recorder that publishes a small file."""
     calls: list[Any] = []
 
     def fake_create(req, env, cwd, notify=None):
@@ -68,7 +68,7 @@ def captured(monkeypatch: pytest.MonkeyPatch, store: Path) -> list[Any]:
         )
         return venvs.find_venv(req.name, env, cwd)
 
-    monkeypatch.setattr(venvs, "create", fake_create)
+    monkeypatch.setattr(venv_build, "create", fake_create)
     return calls
 
 
@@ -194,7 +194,7 @@ def test_build_passes_its_options(app, env, monkeypatch: pytest.MonkeyPatch) -> 
         seen.update(kw, out=out)
         return "/abs/" + out
 
-    monkeypatch.setattr(venvs, "build_with_cotainr", fake)
+    monkeypatch.setattr(build, "build_with_cotainr", fake)
     r = runner.invoke(
         app,
         [

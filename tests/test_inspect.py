@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 from sif_reference import SIF_IMAGES as FIXTURES
 
+from slurmc.cli import inspect_view
 from slurmc.errors import ConfigError, ImageNotFoundError, ValidationError
 from slurmc.images import ImageFormatError
 from slurmc.usecases import inspect as core
+from slurmc.usecases import inspect_exec
 from tests.images.test_sif import SIGNED
 
 WITH_CONDA = "source /opt/miniconda3/bin/activate pytorch"
@@ -117,7 +119,7 @@ def test_sif_with_the_squashfs_at_an_offset(tmp_path, sqfs):
     assert insp.format == "sif" and insp.squashfs["offset"] == 32768
     assert insp.sif["descriptors"][0]["part_type"] == "*System"
     assert insp.packages() == core.inspect_image(str(sqfs)).packages()
-    text = core.render(insp)
+    text = inspect_view.render(insp)
     assert "Squashfs *System" in text and "slurmc_probe" in text and "numpy" in text
 
 
@@ -145,10 +147,10 @@ def test_every_reference_image_renders_its_descriptors_and_their_types():
     cryptographic message's format and message type were missing)."""
     for path in sorted(FIXTURES.glob("*.sif")):
         insp = core.inspect_image(str(path))
-        text = core.render(insp)
+        text = inspect_view.render(insp)
         for d in insp.sif["descriptors"]:
             assert d["data_type"] in text, (path.name, d)
-    crypt = core.render(core.inspect_image(str(FIXTURES / "one-object-crypt-message.sif")))
+    crypt = inspect_view.render(core.inspect_image(str(FIXTURES / "one-object-crypt-message.sif")))
     assert "Cryptographic Message  1      -     32176   4     -     OpenPGP/Clear Signature" in (
         crypt
     )
@@ -191,7 +193,7 @@ def test_diff(tmp_path, sqfs):
     ]
     back = core.diff(core.inspect_image(str(other), "new"), core.inspect_image(str(sqfs), "old"))
     assert [c.name for c in back.removed] == ["h5py"]
-    text = core.render_diff(d)
+    text = inspect_view.render_diff(d)
     assert "+  /opt/miniconda3/envs/pytorch  pip" in text and "1.26.4 (py311_0)  ->" in text
     assert json.loads(json.dumps(d.to_dict()))["changed"][0]["name"] == "numpy"
 
@@ -226,25 +228,30 @@ def test_locate_paths_and_refs(tmp_path, sqfs):
 
 
 def test_exec_argv_per_runtime():
-    cmd = core.container_command()
+    cmd = inspect_exec.container_command()
     assert cmd[:2] == ["bash", "-c"] and "$WITH_CONDA" in cmd[2]
-    assert core.exec_argv("charliecloud", "ch-run", "/i.sqfs", "squashfs") == [
+    assert inspect_exec.exec_argv("charliecloud", "ch-run", "/i.sqfs", "squashfs") == [
         "ch-run",
         "--set-env",
         "/i.sqfs",
         "--",
         *cmd,
     ]
-    assert core.exec_argv("singularity", "singularity", "/i.sif", "sif") == [
+    assert inspect_exec.exec_argv("singularity", "singularity", "/i.sif", "sif") == [
         "singularity",
         "exec",
         "/i.sif",
         *cmd,
     ]
-    assert core.exec_argv("podman", "podman", "/i.tar", "oci-archive")[3] == "oci-archive:/i.tar"
+    assert (
+        inspect_exec.exec_argv("podman", "podman", "/i.tar", "oci-archive")[3]
+        == "oci-archive:/i.tar"
+    )
     with pytest.raises(ValidationError, match="--on-node"):
-        core.exec_argv("enroot", "enroot", "/i.sqsh", "squashfs")
-    assert core.srun_argv("enroot", "enroot", "/i.sqsh", "squashfs", ["--partition=gpu"]) == [
+        inspect_exec.exec_argv("enroot", "enroot", "/i.sqsh", "squashfs")
+    assert inspect_exec.srun_argv(
+        "enroot", "enroot", "/i.sqsh", "squashfs", ["--partition=gpu"]
+    ) == [
         "srun",
         "--nodes=1",
         "--ntasks=1",
@@ -252,7 +259,7 @@ def test_exec_argv_per_runtime():
         "--container-image=/i.sqsh",
         *cmd,
     ]
-    assert core.srun_argv("apptainer", "apptainer", "/i.sif", "sif", [])[3:5] == [
+    assert inspect_exec.srun_argv("apptainer", "apptainer", "/i.sif", "sif", [])[3:5] == [
         "apptainer",
         "exec",
     ]
@@ -265,16 +272,16 @@ def test_the_exec_script_runs_in_bash_with_and_without_with_conda(tmp_path):
         f"export CONDA_DEFAULT_ENV=pytorch CONDA_PREFIX={tmp_path}\n"
         'pip() { echo \'[{"name": "x", "version": "1"}]\'; }\n'
     )
-    cmd = core.container_command()
+    cmd = inspect_exec.container_command()
     env = {"PATH": os.environ["PATH"], "WITH_CONDA": f"source {activate}"}
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
-    listing = core.parse_exec_output(out, "img", cmd)
+    listing = inspect_exec.parse_exec_output(out, "img", cmd)
     assert (listing.conda_env, listing.pip_method) == ("pytorch", "pip")
     assert [(p.name, p.version) for p in listing.pip] == [("x", "1")]
     plain = subprocess.run(
         cmd, env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True, check=True
     ).stdout
-    assert core.parse_exec_output(plain, "img", cmd).conda_env == ""
+    assert inspect_exec.parse_exec_output(plain, "img", cmd).conda_env == ""
     bad = subprocess.run(
         cmd, env={"PATH": "/usr/bin:/bin", "WITH_CONDA": "false"}, capture_output=True, text=True
     )
@@ -282,57 +289,59 @@ def test_the_exec_script_runs_in_bash_with_and_without_with_conda(tmp_path):
 
 
 def test_parse_exec_output():
-    m = core.MARK
+    m = inspect_exec.MARK
     out = (
         f"banner\n{m} env\npytorch\n/opt/miniconda3/envs/pytorch\n"
         f'{m} pip pip\nWARNING: x\n[{{"name": "Torch", "version": "2.3.1"}}]\n'
         f'{m} conda conda\n[{{"name": "numpy", "version": "1.26.4", '
         f'"build_string": "py311_0", "channel": "pkgs/main"}}]\n'
     )
-    listing = core.parse_exec_output(out, "img", ["x"])
+    listing = inspect_exec.parse_exec_output(out, "img", ["x"])
     assert listing.conda_prefix == "/opt/miniconda3/envs/pytorch"
     assert [(p.name, p.version) for p in listing.pip] == [("Torch", "2.3.1")]
     assert listing.conda is not None and listing.conda[0].build == "py311_0"
-    none = core.parse_exec_output(
+    none = inspect_exec.parse_exec_output(
         f"{m} env\n\n\n{m} pip none\nnull\n{m} conda none\nnull\n", "img", []
     )
     assert (none.pip, none.conda) == ([], None)
     with pytest.raises(ImageFormatError, match="did not print"):
-        core.parse_exec_output("bash: not found\n", "img", [])
+        inspect_exec.parse_exec_output("bash: not found\n", "img", [])
     with pytest.raises(ImageFormatError, match="not JSON"):
-        core.parse_exec_output(f"{m} env\n\n\n{m} pip pip\n[oops\n", "img", [])
+        inspect_exec.parse_exec_output(f"{m} env\n\n\n{m} pip pip\n[oops\n", "img", [])
 
 
 def test_run_exec_goes_through_proc_with_the_site_runtime(fp, sqfs):
     fp.allow_unregistered(True)  # unsquashfs, for the static side, runs for real
-    m = core.MARK
-    argv = core.exec_argv("charliecloud", "ch-run", str(sqfs), "squashfs")
+    m = inspect_exec.MARK
+    argv = inspect_exec.exec_argv("charliecloud", "ch-run", str(sqfs), "squashfs")
     fp.register(
         argv,
         stdout=f"{m} env\npytorch\n/opt/miniconda3/envs/pytorch\n{m} pip pip\n"
         f'[{{"name": "slurmc_probe", "version": "1.2.3"}}]\n{m} conda none\nnull\n',
     )
-    listing = core.run_exec(core.Located(str(sqfs), str(sqfs)), "devcluster", {"HOME": "/x"})
+    listing = inspect_exec.run_exec(
+        core.Located(str(sqfs), str(sqfs)), "devcluster", {"HOME": "/x"}
+    )
     assert listing.argv == argv
-    cmp = core.compare_exec(core.inspect_image(str(sqfs)), listing)
+    cmp = inspect_exec.compare_exec(core.inspect_image(str(sqfs)), listing)
     assert cmp == {
         "environment": "/opt/miniconda3/envs/pytorch",
         "only_static": [],
         "only_exec": [],
         "version_differs": [],
     }
-    assert "the same pip packages" in core.render_exec(listing, cmp)
+    assert "the same pip packages" in inspect_view.render_exec(listing, cmp)
 
 
 def test_run_exec_on_a_node_uses_srun(fp, sqfs):
-    argv = core.srun_argv(
+    argv = inspect_exec.srun_argv(
         "singularity", "singularity", str(sqfs), "squashfs", ["--partition=small", "--account=p1"]
     )
     fp.register(argv, returncode=1, stderr="srun: error: invalid partition\n")
     from slurmc.errors import ExternalCommandError
 
     with pytest.raises(ExternalCommandError, match="invalid partition"):
-        core.run_exec(
+        inspect_exec.run_exec(
             core.Located(str(sqfs), str(sqfs)),
             "lumi",
             {"HOME": "/x"},

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from slurmc.errors import ValidationError
-from slurmc.usecases import records
+from slurmc.usecases import digests, records
 
 
 @pytest.fixture
@@ -104,84 +104,84 @@ def test_identity_of_a_file_and_its_symlink(image, tmp_path):
     link = tmp_path / "cache" / "ref:tag.sqfs"
     link.parent.mkdir()
     link.symlink_to(image)
-    ident = records.image_identity(str(link), "cache")
+    ident = digests.image_identity(str(link), "cache")
     assert ident["kind"] == "file" and ident["realpath"] == str(image)
     assert ident["path"] == str(link) and ident["size"] == image.stat().st_size
-    assert records.check_image(ident)[0] == "unchanged"
+    assert digests.check_image(ident)[0] == "unchanged"
 
 
 def test_identity_of_other_kinds(tmp_path):
-    assert records.image_identity("docker://x/y:1", "uri")["kind"] == "uri"
-    assert records.image_identity(str(tmp_path / "nope.sif"), "missing")["kind"] == "missing"
-    d = records.image_identity(str(tmp_path), "path")
+    assert digests.image_identity("docker://x/y:1", "uri")["kind"] == "uri"
+    assert digests.image_identity(str(tmp_path / "nope.sif"), "missing")["kind"] == "missing"
+    d = digests.image_identity(str(tmp_path), "path")
     assert d["kind"] == "directory"
-    assert records.check_image({"kind": "uri"})[0] == "not-a-file"
+    assert digests.check_image({"kind": "uri"})[0] == "not-a-file"
 
 
 def test_a_changed_image_is_noticed_even_with_its_mtime_put_back(image):
-    ident = records.image_identity(str(image), "path")
+    ident = digests.image_identity(str(image), "path")
     st = image.stat()
     time.sleep(0.01)
     image.write_bytes(b"hsqs" + b"\1" * 5000)  # same size, other content
     os.utime(image, ns=(st.st_atime_ns, st.st_mtime_ns))  # mtime restored; ctime cannot be
-    result, detail = records.check_image(ident)
+    result, detail = digests.check_image(ident)
     assert result == "changed" and "ctime" in detail
 
 
 def test_a_replaced_image_is_noticed(image):
-    ident = records.image_identity(str(image), "path")
+    ident = digests.image_identity(str(image), "path")
     new = image.with_suffix(".new")
     new.write_bytes(image.read_bytes())
     os.replace(new, image)  # same bytes, another file (as a re-pull publishes it)
-    result, detail = records.check_image(ident)
+    result, detail = digests.check_image(ident)
     assert result == "changed" and "inode" in detail
 
 
 def test_a_deleted_image_is_gone(image):
-    ident = records.image_identity(str(image), "path")
+    ident = digests.image_identity(str(image), "path")
     image.unlink()
-    assert records.check_image(ident)[0] == "gone"
+    assert digests.check_image(ident)[0] == "gone"
 
 
 def test_small_images_are_hashed_at_submission(env, image):
-    ident = records.image_identity(str(image), "path")
-    records.digest_at_submit(env, ident)
+    ident = digests.image_identity(str(image), "path")
+    digests.digest_at_submit(env, ident)
     assert ident["sha256"] == hashlib.sha256(image.read_bytes()).hexdigest()
     assert ident["sha256_when"] == "submission"
 
 
 def test_big_images_are_not_hashed_at_submission_but_on_demand(env, image):
     env = {**env, "SLURMC_DIGEST_SUBMIT_MAX": "100"}
-    ident = records.image_identity(str(image), "path")
-    records.digest_at_submit(env, ident)
+    ident = digests.image_identity(str(image), "path")
+    digests.digest_at_submit(env, ident)
     assert "sha256" not in ident
-    assert records.compute_digest(env, ident)
+    assert digests.compute_digest(env, ident)
     assert ident["sha256"] == hashlib.sha256(image.read_bytes()).hexdigest()
     # ... and the next submission of the same, unchanged file gets it for free
-    again = records.image_identity(str(image), "path")
-    records.digest_at_submit(env, again)
+    again = digests.image_identity(str(image), "path")
+    digests.digest_at_submit(env, again)
     assert again["sha256"] == ident["sha256"]
 
 
 def test_the_digest_cache_is_keyed_on_the_identity(env, image):
-    ident = records.image_identity(str(image), "path")
-    records.remember_digest(env, ident, "0" * 64)
-    assert records.cached_digest(env, ident) == "0" * 64
+    ident = digests.image_identity(str(image), "path")
+    digests.remember_digest(env, ident, "0" * 64)
+    assert digests.cached_digest(env, ident) == "0" * 64
     image.write_bytes(b"other")
-    assert records.cached_digest(env, records.image_identity(str(image), "path")) is None
+    assert digests.cached_digest(env, digests.image_identity(str(image), "path")) is None
 
 
 def test_no_digest_for_a_changed_image(env, image):
-    ident = records.image_identity(str(image), "path")
+    ident = digests.image_identity(str(image), "path")
     image.write_bytes(b"changed since submission")
-    assert not records.compute_digest(env, ident)
+    assert not digests.compute_digest(env, ident)
     assert "sha256" not in ident
 
 
 def test_bad_digest_limit(env, image):
     with pytest.raises(ValidationError, match="SLURMC_DIGEST_SUBMIT_MAX"):
-        records.digest_at_submit(
-            {**env, "SLURMC_DIGEST_SUBMIT_MAX": "1G"}, records.image_identity(str(image), "path")
+        digests.digest_at_submit(
+            {**env, "SLURMC_DIGEST_SUBMIT_MAX": "1G"}, digests.image_identity(str(image), "path")
         )
 
 
@@ -190,13 +190,13 @@ def test_sha256_file_stops_when_asked(image):
 
     stop = threading.Event()
     stop.set()
-    assert records.sha256_file(str(image), stop=stop) is None
+    assert digests.sha256_file(str(image), stop=stop) is None
 
 
 def test_background_digest_fills_the_record(env, image):
-    ident = records.image_identity(str(image), "path")
+    ident = digests.image_identity(str(image), "path")
     path = records.write(env, records.new_record(job_id="3", cluster="c", image=ident))
-    bg = records.BackgroundDigest(env, path).start()
+    bg = digests.BackgroundDigest(env, path).start()
     bg.thread.join(10)
     bg.finish()
     assert records.load(path)["image"]["sha256"] == hashlib.sha256(image.read_bytes()).hexdigest()
@@ -205,9 +205,9 @@ def test_background_digest_fills_the_record(env, image):
 def test_background_digest_stopped_writes_nothing(env, tmp_path, monkeypatch):
     big = tmp_path / "big.sif"
     big.write_bytes(b"\0" * (12 << 20))
-    ident = records.image_identity(str(big), "path")
+    ident = digests.image_identity(str(big), "path")
     path = records.write(env, records.new_record(job_id="4", cluster="c", image=ident))
-    bg = records.BackgroundDigest(env, path)
+    bg = digests.BackgroundDigest(env, path)
     bg.stop.set()  # the job ended before hashing started
     bg.start()
     bg.finish()
@@ -294,39 +294,39 @@ def test_newest_records_report_damaged_ones(tmp_path):
 
 
 def test_documented_limits():
-    assert records.DIGEST_AT_SUBMIT_MAX == 64 * 1024 * 1024
+    assert digests.DIGEST_AT_SUBMIT_MAX == 64 * 1024 * 1024
     assert records.new_record(job_id="1") == {"schema": 1, "job_id": "1"}
 
 
 def test_the_submission_limit_is_inclusive(env, image):
     size = image.stat().st_size
-    at = records.image_identity(str(image), "path")
-    records.digest_at_submit({**env, "SLURMC_DIGEST_SUBMIT_MAX": str(size)}, at)
+    at = digests.image_identity(str(image), "path")
+    digests.digest_at_submit({**env, "SLURMC_DIGEST_SUBMIT_MAX": str(size)}, at)
     assert at["sha256"] == hashlib.sha256(image.read_bytes()).hexdigest()
-    below = records.image_identity(str(image), "path")
-    records.digest_at_submit({**env, "SLURMC_DIGEST_SUBMIT_MAX": str(size - 1)}, below)
+    below = digests.image_identity(str(image), "path")
+    digests.digest_at_submit({**env, "SLURMC_DIGEST_SUBMIT_MAX": str(size - 1)}, below)
     assert at["sha256"] and below.get("sha256") == at["sha256"]  # from the digest cache now
     fresh = {"HOME": env["HOME"], "XDG_STATE_HOME": env["XDG_STATE_HOME"] + "2"}
-    other = records.image_identity(str(image), "path")
-    records.digest_at_submit({**fresh, "SLURMC_DIGEST_SUBMIT_MAX": str(size - 1)}, other)
+    other = digests.image_identity(str(image), "path")
+    digests.digest_at_submit({**fresh, "SLURMC_DIGEST_SUBMIT_MAX": str(size - 1)}, other)
     assert "sha256" not in other
-    records.digest_at_submit({**fresh, "SLURMC_DIGEST_SUBMIT_MAX": ""}, other)
+    digests.digest_at_submit({**fresh, "SLURMC_DIGEST_SUBMIT_MAX": ""}, other)
     assert "sha256" in other  # empty: the default limit
 
 
 def test_an_image_changed_before_its_submission_hash_gets_none(env, image):
-    ident = records.image_identity(str(image), "path")
+    ident = digests.image_identity(str(image), "path")
     image.write_bytes(b"changed between identity and hash")
-    records.digest_at_submit(env, ident)
+    digests.digest_at_submit(env, ident)
     assert "sha256" not in ident
-    assert records.cached_digest(env, ident) is None
+    assert digests.cached_digest(env, ident) is None
 
 
 def test_sha256_file_reads_in_4_mib_blocks(tmp_path):
     big = tmp_path / "big"
     big.write_bytes(b"x" * ((4 << 20) + 10))
     seen: list[int] = []
-    digest = records.sha256_file(str(big), progress=seen.append)
+    digest = digests.sha256_file(str(big), progress=seen.append)
     assert seen == [4 << 20, (4 << 20) + 10]
     assert digest == hashlib.sha256(big.read_bytes()).hexdigest()
 
@@ -348,16 +348,16 @@ def test_find_skips_unreadable_files_and_records_of_other_jobs(env):
 
 
 def test_a_digest_cache_entry_must_match_and_hold_a_string(env, image):
-    ident = records.image_identity(str(image), "path")
-    records.remember_digest(env, ident, "0" * 64)
-    [entry] = list(records.digests_dir(env).glob("*.json"))
+    ident = digests.image_identity(str(image), "path")
+    digests.remember_digest(env, ident, "0" * 64)
+    [entry] = list(digests.digests_dir(env).glob("*.json"))
     data = json.loads(entry.read_text())
     entry.write_text(json.dumps({**data, "sha256": 5}))
-    assert records.cached_digest(env, ident) is None
+    assert digests.cached_digest(env, ident) is None
     entry.write_text(json.dumps({**data, "size": -1}))
-    assert records.cached_digest(env, ident) is None
+    assert digests.cached_digest(env, ident) is None
     entry.write_text(json.dumps(data))
-    assert records.cached_digest(env, ident) == "0" * 64
+    assert digests.cached_digest(env, ident) == "0" * 64
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ from slurmc.errors import (
     ToolMissingError,
     ValidationError,
 )
-from slurmc.usecases import venvs
+from slurmc.usecases import build, venv_build, venvs
 
 WITH_CONDA = "source /opt/miniconda3/bin/activate pytorch"
 
@@ -210,13 +210,13 @@ def test_remove_takes_the_file_the_record_and_unpacked_copies(env, store: Path) 
 
 
 def test_build_script_activates_conda_as_run_does() -> None:
-    with_conda = venvs.build_script("with_conda")
+    with_conda = venv_build.build_script("with_conda")
     assert with_conda.startswith("$WITH_CONDA || ")
-    auto = venvs.build_script("auto")
+    auto = venv_build.build_script("auto")
     assert auto.startswith('if [ -n "${WITH_CONDA:-}" ]; then $WITH_CONDA || ')
-    none = venvs.build_script("none")
+    none = venv_build.build_script("none")
     assert "WITH_CONDA" not in none
-    other = venvs.build_script("with_conda", "MY_CONDA")
+    other = venv_build.build_script("with_conda", "MY_CONDA")
     assert other.startswith("$MY_CONDA || ")
     for script in (with_conda, auto, none):
         assert "-m venv --system-site-packages /user-software" in script
@@ -228,7 +228,7 @@ def test_build_script_is_valid_bash() -> None:
     import subprocess
 
     for mode in ("with_conda", "auto", "none"):
-        r = subprocess.run(["bash", "-n", "-c", venvs.build_script(mode)], capture_output=True)
+        r = subprocess.run(["bash", "-n", "-c", venv_build.build_script(mode)], capture_output=True)
         assert r.returncode == 0, r.stderr
 
 
@@ -237,7 +237,7 @@ PIP = ["--no-index", "--find-links=/w", "venvprobe"]
 
 @pytest.mark.parametrize("runtime", ["apptainer", "singularity"])
 def test_build_argv_apptainer(runtime: str) -> None:
-    argv = venvs.build_argv(runtime, runtime, "/i.sif", "/b/venv", ["/scratch"], "S", PIP)
+    argv = venv_build.build_argv(runtime, runtime, "/i.sif", "/b/venv", ["/scratch"], "S", PIP)
     assert argv == [
         runtime,
         "exec",
@@ -253,7 +253,7 @@ def test_build_argv_apptainer(runtime: str) -> None:
 
 
 def test_build_argv_singularityce_mounts_what_its_csv_bind_cannot_carry() -> None:
-    argv = venvs.build_argv("singularity", "singularity", "/i.sif", '/b/v"x', ["/s"], "S", PIP)
+    argv = venv_build.build_argv("singularity", "singularity", "/i.sif", '/b/v"x', ["/s"], "S", PIP)
     assert argv[:6] == [
         "singularity",
         "exec",
@@ -265,7 +265,7 @@ def test_build_argv_singularityce_mounts_what_its_csv_bind_cannot_carry() -> Non
 
 
 def test_build_argv_charliecloud() -> None:
-    argv = venvs.build_argv("charliecloud", "ch-run", "/i.sqfs", "/b/venv", ["/p"], "S", PIP)
+    argv = venv_build.build_argv("charliecloud", "ch-run", "/i.sqfs", "/b/venv", ["/p"], "S", PIP)
     assert argv == [
         "ch-run",
         "--set-env",
@@ -284,7 +284,7 @@ def test_build_argv_charliecloud() -> None:
 
 
 def test_build_argv_enroot_creates_its_mount_point() -> None:
-    argv = venvs.build_argv("enroot", "enroot", "/i.sqsh", "/b/venv", ["/p:/p"], "S", PIP)
+    argv = venv_build.build_argv("enroot", "enroot", "/i.sqsh", "/b/venv", ["/p:/p"], "S", PIP)
     assert argv[:6] == [
         "enroot",
         "start",
@@ -297,7 +297,7 @@ def test_build_argv_enroot_creates_its_mount_point() -> None:
 
 
 def test_build_argv_podman() -> None:
-    argv = venvs.build_argv("podman", "podman", "/i.tar", "/b/venv", [], "S", PIP)
+    argv = venv_build.build_argv("podman", "podman", "/i.tar", "/b/venv", [], "S", PIP)
     assert argv[:7] == [
         "podman",
         "run",
@@ -311,20 +311,20 @@ def test_build_argv_podman() -> None:
 
 def test_build_argv_unknown_runtime() -> None:
     with pytest.raises(ValidationError, match="runtime nope"):
-        venvs.build_argv("nope", "nope", "/i", "/b", [], "S", [])
+        venv_build.build_argv("nope", "nope", "/i", "/b", [], "S", [])
 
 
 def test_pip_arguments_stay_separate_words(hostile: str) -> None:
-    argv = venvs.build_argv("singularity", "singularity", "/i.sif", "/b", [], "S", [hostile])
+    argv = venv_build.build_argv("singularity", "singularity", "/i.sif", "/b", [], "S", [hostile])
     assert argv[-2:] == ["slurmc-venv", hostile]
 
 
 def test_srun_argv_wraps_the_local_command_and_uses_pyxis_for_enroot() -> None:
-    argv = venvs.srun_argv(
+    argv = venv_build.srun_argv(
         "singularity", "singularity", "/i.sif", "/s/b", [], "S", PIP, ["--partition=small"]
     )
     assert argv[:5] == ["srun", "--nodes=1", "--ntasks=1", "--partition=small", "singularity"]
-    argv = venvs.srun_argv("enroot", "enroot", "/i.sqsh", "/s/b", ["/p"], "S", PIP, [])
+    argv = venv_build.srun_argv("enroot", "enroot", "/i.sqsh", "/s/b", ["/p"], "S", PIP, [])
     assert argv[3:6] == [
         "--container-image=/i.sqsh",
         "--container-mounts=/p,/s/b:/user-software",
@@ -336,40 +336,42 @@ def test_srun_argv_wraps_the_local_command_and_uses_pyxis_for_enroot() -> None:
 
 
 def test_plan_needs_something_to_install(env, conda_image: Path, tmp_path: Path) -> None:
-    req = venvs.CreateRequest(name="v", image=str(conda_image))
+    req = venv_build.CreateRequest(name="v", image=str(conda_image))
     with pytest.raises(ValidationError, match="nothing to install"):
-        venvs.plan_build(req, env, str(tmp_path))
+        venv_build.plan_build(req, env, str(tmp_path))
 
 
 def test_plan_refuses_an_existing_venv_unless_forced(env, store, conda_image, tmp_path) -> None:
     make_sqsh(store / "v.sqsh")
-    req = venvs.CreateRequest(name="v", image=str(conda_image), packages=("x",), site="x")
+    req = venv_build.CreateRequest(name="v", image=str(conda_image), packages=("x",), site="x")
     with pytest.raises(ValidationError, match=r"slurmc venv rm v.*--force"):
-        venvs.plan_build(req, env, str(tmp_path))
+        venv_build.plan_build(req, env, str(tmp_path))
 
 
 def test_plan_reads_the_image_statically_for_conda(
     env, conda_image, plain_image, ch_site, tmp_path
 ):
     cwd = str(tmp_path)
-    req = venvs.CreateRequest(name="v", image=str(conda_image), packages=("x",), site=str(ch_site))
-    plan = venvs.plan_build(req, env, cwd)
+    req = venv_build.CreateRequest(
+        name="v", image=str(conda_image), packages=("x",), site=str(ch_site)
+    )
+    plan = venv_build.plan_build(req, env, cwd)
     assert (plan.runtime, plan.executable) == ("charliecloud", "ch-run")
     assert plan.conda == "with_conda" and plan.with_conda == WITH_CONDA
     assert plan.binds == (f"{tmp_path}/proj",)  # the site's bind missing on this host is left out
-    plain = venvs.CreateRequest(
+    plain = venv_build.CreateRequest(
         name="v", image=str(plain_image), packages=("x",), site=str(ch_site)
     )
-    assert venvs.plan_build(plain, env, cwd).conda == "none"
-    forced = venvs.CreateRequest(
+    assert venv_build.plan_build(plain, env, cwd).conda == "none"
+    forced = venv_build.CreateRequest(
         name="v", image=str(plain_image), packages=("x",), site=str(ch_site), conda="with_conda"
     )
-    assert venvs.plan_build(forced, env, cwd).conda == "with_conda"
+    assert venv_build.plan_build(forced, env, cwd).conda == "with_conda"
 
 
 def test_plan_puts_requirements_and_pip_args_before_packages(env, conda_image, ch_site, tmp_path):
     (tmp_path / "req.txt").write_text("venvprobe==0.1.0\n")
-    req = venvs.CreateRequest(
+    req = venv_build.CreateRequest(
         name="v",
         image=str(conda_image),
         packages=("a", "b"),
@@ -378,7 +380,7 @@ def test_plan_puts_requirements_and_pip_args_before_packages(env, conda_image, c
         binds=("wheels",),
         site=str(ch_site),
     )
-    plan = venvs.plan_build(req, env, str(tmp_path))
+    plan = venv_build.plan_build(req, env, str(tmp_path))
     assert plan.pip_args == (
         "--no-index",
         "-r",
@@ -393,20 +395,20 @@ def test_plan_puts_requirements_and_pip_args_before_packages(env, conda_image, c
 def test_plan_errors(env, conda_image, ch_site, tmp_path) -> None:
     cwd = str(tmp_path)
     with pytest.raises(ValidationError, match=r"-r nope\.txt"):
-        venvs.plan_build(
-            venvs.CreateRequest(
+        venv_build.plan_build(
+            venv_build.CreateRequest(
                 name="v", image=str(conda_image), requirements="nope.txt", site=str(ch_site)
             ),
             env,
             cwd,
         )
     with pytest.raises(ImageNotFoundError):
-        venvs.plan_build(
-            venvs.CreateRequest(name="v", image="./nope.sif", packages=("x",)), env, cwd
+        venv_build.plan_build(
+            venv_build.CreateRequest(name="v", image="./nope.sif", packages=("x",)), env, cwd
         )
     with pytest.raises(ValidationError, match="--bind"):
-        venvs.plan_build(
-            venvs.CreateRequest(
+        venv_build.plan_build(
+            venv_build.CreateRequest(
                 name="v", image=str(conda_image), packages=("x",), binds=("a,b",), site=str(ch_site)
             ),
             env,
@@ -424,7 +426,7 @@ def test_create_publishes_the_file_and_its_record(
     packed: list[list[str]] = []
     fp.register(["mksquashfs", fp.any()], callback=fake_mksquashfs(packed))
     (tmp_path / "req.txt").write_text("venvprobe\n")
-    req = venvs.CreateRequest(
+    req = venv_build.CreateRequest(
         name="probe",
         image=str(conda_image),
         packages=("venvprobe",),
@@ -433,7 +435,7 @@ def test_create_publishes_the_file_and_its_record(
         site=str(ch_site),
     )
     notes: list[str] = []
-    v = venvs.create(req, env, str(tmp_path), notify=notes.append)
+    v = venv_build.create(req, env, str(tmp_path), notify=notes.append)
     assert v.path == str(store / "probe.sqsh") and v.name == "probe"
     assert sorted(os.listdir(store)) == ["probe.json", "probe.sqsh"]  # no temporary left
     assert os.listdir(private_tmp) == []  # the build tree is gone
@@ -471,11 +473,11 @@ def test_failing_pip_leaves_nothing_behind(
         stderr="ERROR: Could not find a version that satisfies the requirement nosuchpkg\n"
         "ERROR: No matching distribution found for nosuchpkg\n",
     )
-    req = venvs.CreateRequest(
+    req = venv_build.CreateRequest(
         name="bad", image=str(conda_image), packages=("nosuchpkg",), site=str(ch_site)
     )
     with pytest.raises(ExternalCommandError, match=r"No matching distribution.*nothing was kept"):
-        venvs.create(req, env, str(tmp_path))
+        venv_build.create(req, env, str(tmp_path))
     assert os.listdir(store) == []
     assert os.listdir(private_tmp) == []
 
@@ -489,9 +491,11 @@ def test_failing_mksquashfs_leaves_nothing_behind(
         Path(str(process.args[2])).write_bytes(b"hsqs")
 
     fp.register(["mksquashfs", fp.any()], callback=half_written, returncode=1, stderr="disk full")
-    req = venvs.CreateRequest(name="v", image=str(conda_image), packages=("x",), site=str(ch_site))
+    req = venv_build.CreateRequest(
+        name="v", image=str(conda_image), packages=("x",), site=str(ch_site)
+    )
     with pytest.raises(ExternalCommandError, match="disk full"):
-        venvs.create(req, env, str(tmp_path))
+        venv_build.create(req, env, str(tmp_path))
     assert os.listdir(store) == [] and os.listdir(private_tmp) == []
 
 
@@ -504,9 +508,11 @@ def test_missing_mksquashfs_says_what_to_install(
         raise FileNotFoundError("mksquashfs")
 
     fp.register(["mksquashfs", fp.any()], callback=missing)
-    req = venvs.CreateRequest(name="v", image=str(conda_image), packages=("x",), site=str(ch_site))
+    req = venv_build.CreateRequest(
+        name="v", image=str(conda_image), packages=("x",), site=str(ch_site)
+    )
     with pytest.raises(ToolMissingError, match="squashfs-tools"):
-        venvs.create(req, env, str(tmp_path))
+        venv_build.create(req, env, str(tmp_path))
 
 
 def test_charliecloud_without_mount_point_gets_a_hint(
@@ -517,9 +523,11 @@ def test_charliecloud_without_mount_point_gets_a_hint(
         returncode=1,
         stderr="ch-run[1]: error: can't mkdir: /var/tmp/x/user-software: Read-only file system\n",
     )
-    req = venvs.CreateRequest(name="v", image=str(conda_image), packages=("x",), site=str(ch_site))
+    req = venv_build.CreateRequest(
+        name="v", image=str(conda_image), packages=("x",), site=str(ch_site)
+    )
     with pytest.raises(ExternalCommandError, match=r"RUN mkdir /user-software"):
-        venvs.create(req, env, str(tmp_path))
+        venv_build.create(req, env, str(tmp_path))
 
 
 def test_force_replaces_and_keeps_unpacked_copies_for_queued_jobs(
@@ -530,10 +538,10 @@ def test_force_replaces_and_keeps_unpacked_copies_for_queued_jobs(
     Path(v_old.unpacked_path).mkdir(parents=True)
     fp.register(["ch-run", fp.any()], callback=fake_build())
     fp.register(["mksquashfs", fp.any()], callback=fake_mksquashfs())
-    req = venvs.CreateRequest(
+    req = venv_build.CreateRequest(
         name="v", image=str(conda_image), packages=("x",), site=str(ch_site), force=True
     )
-    v = venvs.create(req, env, str(tmp_path))
+    v = venv_build.create(req, env, str(tmp_path))
     assert old.read_bytes()[:7] != b"hsqsold" and v.size == 204
     assert Path(v_old.unpacked_path).is_dir()  # a queued job's script names it
     assert v.unpacked_path != v_old.unpacked_path
@@ -550,9 +558,11 @@ def test_a_venv_created_meanwhile_is_not_overwritten(
 
     fp.register(["ch-run", fp.any()], callback=build_and_race)
     fp.register(["mksquashfs", fp.any()], callback=fake_mksquashfs())
-    req = venvs.CreateRequest(name="v", image=str(conda_image), packages=("x",), site=str(ch_site))
+    req = venv_build.CreateRequest(
+        name="v", image=str(conda_image), packages=("x",), site=str(ch_site)
+    )
     with pytest.raises(ValidationError, match="created by another command meanwhile"):
-        venvs.create(req, env, str(tmp_path))
+        venv_build.create(req, env, str(tmp_path))
     assert (store / "v.sqsh").read_bytes().startswith(b"hsqstheirs")
     assert sorted(os.listdir(store)) == ["v.sqsh"]
 
@@ -568,7 +578,7 @@ def test_on_node_builds_in_the_store_through_srun(
 
     fp.register(["srun", fp.any()], callback=build)
     fp.register(["mksquashfs", fp.any()], callback=fake_mksquashfs())
-    req = venvs.CreateRequest(
+    req = venv_build.CreateRequest(
         name="v",
         image=str(conda_image),
         packages=("x",),
@@ -576,7 +586,7 @@ def test_on_node_builds_in_the_store_through_srun(
         on_node=True,
         srun_options=("--partition=small",),
     )
-    venvs.create(req, env, str(tmp_path))
+    venv_build.create(req, env, str(tmp_path))
     argv = seen[0]
     assert argv[:5] == ["srun", "--nodes=1", "--ntasks=1", "--partition=small", "ch-run"]
     assert str(bound_dir(argv)).startswith(str(store) + "/.v.build.")  # visible to the node
@@ -693,7 +703,7 @@ def test_base_mismatch(env, store: Path, tmp_path: Path) -> None:
 
 
 def test_cotainr_argv_is_the_lumi_recipe() -> None:
-    argv = venvs.cotainr_argv(
+    argv = build.cotainr_argv(
         "h5.sif", base_image="/appl/x.sif", system=None, conda_env="/h/h5-env.yml"
     )
     assert argv == [
@@ -703,7 +713,7 @@ def test_cotainr_argv_is_the_lumi_recipe() -> None:
         "--base-image=/appl/x.sif",
         "--conda-env=/h/h5-env.yml",
     ]
-    argv = venvs.cotainr_argv(
+    argv = build.cotainr_argv(
         "o.sif", base_image=None, system="lumi-g", conda_env="e.yml", accept_licenses=True
     )
     assert argv[3:] == ["--system=lumi-g", "--conda-env=e.yml", "--accept-licenses"]
@@ -726,7 +736,7 @@ def test_build_with_cotainr_writes_out_atomically(fp, cotainr_env, tmp_path: Pat
         Path(str(process.args[2])).write_bytes(b"new image")
 
     fp.register(["cotainr", fp.any()], callback=cotainr)
-    out = venvs.build_with_cotainr(
+    out = build.build_with_cotainr(
         "h5.sif",
         base_image="base.sif",
         system=None,
@@ -753,7 +763,7 @@ def test_build_with_cotainr_failure_writes_nothing(fp, cotainr_env, tmp_path: Pa
 
     fp.register(["cotainr", fp.any()], callback=cotainr, returncode=1)
     with pytest.raises(ExternalCommandError, match="was not written"):
-        venvs.build_with_cotainr(
+        build.build_with_cotainr(
             "h5.sif",
             base_image="docker://ubuntu:24.04",
             system=None,
@@ -770,7 +780,7 @@ def test_build_with_cotainr_failure_writes_nothing(fp, cotainr_env, tmp_path: Pa
 def test_build_without_cotainr_says_how_to_get_it(env, tmp_path: Path) -> None:
     (tmp_path / "e.yml").write_text("name: e\n")
     with pytest.raises(ToolMissingError, match=r"module load CrayEnv cotainr.*pip install cotainr"):
-        venvs.build_with_cotainr(
+        build.build_with_cotainr(
             "o.sif",
             base_image="docker://ubuntu:24.04",
             system=None,
@@ -786,22 +796,22 @@ def test_build_checks_before_running(cotainr_env, tmp_path: Path) -> None:
     kw = {"conda_env": "h5-env.yml", "accept_licenses": False, "env": cotainr_env}
     cwd = str(tmp_path)
     with pytest.raises(ValidationError, match="exactly one"):
-        venvs.build_with_cotainr("o.sif", base_image=None, system=None, force=False, cwd=cwd, **kw)
+        build.build_with_cotainr("o.sif", base_image=None, system=None, force=False, cwd=cwd, **kw)
     with pytest.raises(ValidationError, match="exactly one"):
-        venvs.build_with_cotainr(
+        build.build_with_cotainr(
             "o.sif", base_image="base.sif", system="lumi-g", force=False, cwd=cwd, **kw
         )
     (tmp_path / "o.sif").write_text("old")
     with pytest.raises(ValidationError, match="--force"):
-        venvs.build_with_cotainr(
+        build.build_with_cotainr(
             "o.sif", base_image="base.sif", system=None, force=False, cwd=cwd, **kw
         )
     with pytest.raises(ImageNotFoundError):
-        venvs.build_with_cotainr(
+        build.build_with_cotainr(
             "n.sif", base_image="nope.sif", system=None, force=False, cwd=cwd, **kw
         )
     with pytest.raises(ValidationError, match="no such file"):
-        venvs.build_with_cotainr(
+        build.build_with_cotainr(
             "n.sif",
             base_image="base.sif",
             system=None,

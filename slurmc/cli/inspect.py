@@ -49,8 +49,10 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Show what IMAGE holds (OS, Python, conda envs, pip packages) without a job."""
+        from slurmc.cli import inspect_view
         from slurmc.errors import ValidationError
         from slurmc.usecases import inspect as core
+        from slurmc.usecases import inspect_exec
 
         env, cwd = dict(os.environ), os.getcwd()
         if on_node and not exec_:
@@ -66,7 +68,7 @@ def register(app: typer.Typer) -> None:
             d = core.diff(
                 core.inspect_image(located.path, image), core.inspect_image(other.path, diff)
             )
-            _print_json(d.to_dict()) if as_json else sys.stdout.write(core.render_diff(d))
+            _print_json(d.to_dict()) if as_json else sys.stdout.write(inspect_view.render_diff(d))
             return
         if exec_:
             options = [
@@ -74,13 +76,15 @@ def register(app: typer.Typer) -> None:
                 for k, v in (("partition", partition), ("account", account), ("time", time))
                 if v
             ]
-            listing = core.run_exec(located, site, env, on_node=on_node, srun_options=options)
+            listing = inspect_exec.run_exec(
+                located, site, env, on_node=on_node, srun_options=options
+            )
             static = core.inspect_image(located.path, image)
-            comparison = core.compare_exec(static, listing)
+            comparison = inspect_exec.compare_exec(static, listing)
             if as_json:
                 _print_json({**listing.to_dict(), "static_comparison": comparison})
             else:
-                sys.stdout.write(core.render_exec(listing, comparison))
+                sys.stdout.write(inspect_view.render_exec(listing, comparison))
             return
         result = core.inspect_image(located.path, image)
-        _print_json(result.to_dict()) if as_json else sys.stdout.write(core.render(result))
+        _print_json(result.to_dict()) if as_json else sys.stdout.write(inspect_view.render(result))

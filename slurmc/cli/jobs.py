@@ -7,23 +7,23 @@ through :class:`slurmc.backends.sbatch.SlurmCommands`, one batched call at a tim
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import typer
 
 from slurmc.cli import completion
 from slurmc.cli.common import SUGGEST_COMMANDS, handle_errors
+from slurmc.usecases import jobs
 
 if TYPE_CHECKING:
     from slurmc.backends.base import JobStatus
-    from slurmc.usecases.records import Record
+    from slurmc.usecases.records import ImageInfo, Record
     from slurmc.usecases.submit import SubmitResult
 
 jobs_app = typer.Typer(
@@ -52,93 +52,6 @@ def _note(message: str) -> None:
 
 def _damaged(path: Path, why: str) -> None:
     _note(f"warning: skipping the damaged job record {path} ({why}); remove it if unneeded")
-
-
-def _one(env: Mapping[str, str], job_id: str, cluster: str | None) -> tuple[Path, Record]:
-    from slurmc.backends.sbatch import configured_cluster
-    from slurmc.errors import ValidationError
-    from slurmc.usecases import records
-
-    found = records.find(env, job_id, cluster, on_damaged=_damaged)
-    if not found:
-        raise ValidationError(
-            f"no record of job {job_id} in {records.jobs_dir(env)}"
-            + (f" for cluster {cluster}" if cluster else "")
-            + "; `slurmc jobs` lists the jobs slurmc submitted"
-        )
-    if len(found) > 1:
-        here = configured_cluster(env)
-        mine = [pr for pr in found if pr[1].get("cluster") == here]
-        if len(mine) == 1:
-            return mine[0]
-        names = ", ".join(str(r.get("cluster") or r.get("site")) for _, r in found)
-        raise ValidationError(
-            f"job {job_id} was recorded on several clusters ({names}); pass --cluster"
-        )
-    return found[0]
-
-
-def _final(status: JobStatus) -> dict[str, Any]:
-    return {
-        "state": status.state,
-        "exit_code": status.exit_code,
-        "signal": status.signal,
-        "source": status.source,
-        "seen_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-
-
-def _stored(record: Record) -> JobStatus | None:
-    """The final state kept in the record (a real end only, not "unknown")."""
-    from slurmc.backends.base import FINAL_STATES, JobStatus
-
-    final = record.get("final") or {}
-    if final.get("state") in FINAL_STATES:
-        return JobStatus(
-            str(record["job_id"]),
-            final["state"],
-            final.get("exit_code"),
-            final.get("signal"),
-            source="record",
-        )
-    return None
-
-
-def _live(env: Mapping[str, str], recs: list[tuple[Path, Record]]) -> dict[Path, JobStatus]:
-    """States for *recs*: stored final states, else one batched query for the rest.
-
-    Final states learnt here are written back, so a finished job is never asked about
-    again. A query that fails leaves the states out (shown as "?").
-    """
-    from slurmc.backends.sbatch import SlurmCommands, configured_cluster
-    from slurmc.errors import SlurmcError
-    from slurmc.usecases import records
-    from slurmc.usecases.follow import Poller
-
-    out: dict[Path, JobStatus] = {}
-    here = configured_cluster(env)
-    ask: dict[str, Path] = {}
-    for path, rec in recs:
-        stored = _stored(rec)
-        if stored is not None:
-            out[path] = stored
-        elif rec.get("cluster") and here and rec["cluster"] != here:
-            continue  # another cluster's job: this controller cannot say
-        else:
-            ask[str(rec["job_id"])] = path
-    if not ask:
-        return out
-    try:
-        statuses = Poller(SlurmCommands()).poll(list(ask))
-    except SlurmcError as exc:
-        _note(f"warning: could not ask Slurm for the jobs' states: {exc}")
-        return out
-    for job_id, st in statuses.items():
-        out[ask[job_id]] = st
-        if st.final:
-            with contextlib.suppress(OSError):
-                records.update(ask[job_id], final=_final(st))
-    return out
 
 
 def _exit_text(st: JobStatus | None) -> str:
@@ -184,7 +97,7 @@ def jobs_list(
         raise ValidationError(f"--last: {last} is negative; give a count, or 0 for all")
     env = dict(os.environ)
     recs = records.newest_records(env, last, on_damaged=_damaged)
-    states = _live(env, recs)
+    states = jobs.live_states(env, recs, _note)
     if as_json:
         rows = []
         for path, rec in recs:
@@ -223,10 +136,10 @@ def jobs_list(
         else:
             state = "?"
         when = str(rec.get("submitted_at", ""))[:16].replace("T", " ")
-        image = (rec.get("image") or {}).get("spec") or ""
+        spec = (rec.get("image") or {}).get("spec") or ""
         typer.echo(
             f"{rec.get('job_id', ''):<10} {state:<13} {_exit_text(st):<5} {when:<16}  "
-            f"{_short(str(rec.get('site', '')), 12):<12} {_short(image, 28):<28} "
+            f"{_short(str(rec.get('site', '')), 12):<12} {_short(spec, 28):<28} "
             f"{_short(str(rec.get('command_line', '')), 60)}"
         )
 
@@ -242,22 +155,22 @@ def jobs_show(
     ),
 ) -> None:
     """Everything recorded about a job, its state now, and its image file and digest."""
-    from slurmc.usecases import records
+    from slurmc.usecases import digests, records
 
     env = dict(os.environ)
-    path, rec = _one(env, job_id, cluster)
-    image = dict(rec.get("image") or {})
+    path, rec = jobs.find_one(env, job_id, cluster, _damaged)
+    image = cast("ImageInfo", dict(rec.get("image") or {}))
     if not no_digest and not image.get("sha256") and image.get("kind") == "file":
         size = image.get("size") or 0
-        if size > records.DIGEST_AT_SUBMIT_MAX:
+        if size > digests.DIGEST_AT_SUBMIT_MAX:
             _note(f"hashing the image file ({size / 2**30:.1f} GiB) once; the digest is kept")
-        if records.compute_digest(env, image):
+        if digests.compute_digest(env, image):
             try:
                 rec = records.update(path, image=image) or rec
             except OSError:
                 rec = {**rec, "image": image}
-    check, detail = records.check_image(image)
-    st = _live(env, [(path, rec)]).get(path)
+    check, detail = digests.check_image(image)
+    st = jobs.live_states(env, [(path, rec)], _note).get(path)
     if as_json:
         out = {
             **rec,
@@ -271,7 +184,7 @@ def jobs_show(
 
 
 def _render_show(
-    path: Path, rec: Record, image: dict[str, Any], st: JobStatus | None, check: str, detail: str
+    path: Path, rec: Record, image: ImageInfo, st: JobStatus | None, check: str, detail: str
 ) -> str:
     from slurmc.usecases.follow import outcome
 
@@ -351,7 +264,7 @@ def jobs_logs(
     from slurmc.errors import ValidationError
 
     env = dict(os.environ)
-    path, rec = _one(env, job_id, cluster)
+    path, rec = jobs.find_one(env, job_id, cluster, _damaged)
     output, error = rec.get("output"), rec.get("error")
     if not output:
         raise ValidationError(
@@ -359,9 +272,19 @@ def jobs_logs(
             f"{rec.get('output_pattern')} in {rec.get('cwd')})"
         )
     if follow_:
-        stored = _stored(rec)
+        stored = jobs.stored_state(rec)
         if stored is None:
-            raise typer.Exit(_follow_and_report(env, str(rec["job_id"]), output, error, path))
+            code = jobs.follow_and_report(
+                env,
+                str(rec["job_id"]),
+                output,
+                error,
+                path,
+                stdout=_stdout_write,
+                stderr=_stderr_write,
+                note=_note,
+            )
+            raise typer.Exit(code)
     if not os.path.exists(output):
         raise ValidationError(
             f"{output} does not exist (yet); a pending job has written nothing: "
@@ -423,81 +346,20 @@ def _stderr_write(data: bytes) -> None:
     sys.stderr.buffer.flush()
 
 
-def _follow_and_report(
-    env: Mapping[str, str],
-    job_id: str,
-    output: str | None,
-    error: str | None,
-    record: Path | None,
-) -> int:
-    """Stream the job's files until it ends; say how it ended; return the exit code."""
-    from slurmc.backends.sbatch import SlurmCommands
-    from slurmc.errors import SlurmcError
-    from slurmc.usecases import records
-    from slurmc.usecases.follow import FollowStats, Poller, Tail, follow, outcome, poll_ceiling
-
-    tails = []
-    if output:
-        tails.append(Tail(output, _stdout_write))
-    if error and error != output:
-        tails.append(Tail(error, _stderr_write))
-    digest = None
-    if record is not None:
-        rec = records.load(record) or {}
-        image = rec.get("image") or {}
-        if image.get("kind") == "file" and not image.get("sha256"):
-            digest = records.BackgroundDigest(env, record).start()
-    failing = [False]
-
-    def on_change(st: JobStatus) -> None:
-        failing[0] = False
-        if not st.final and st.state != "UNKNOWN":
-            reason = f" ({st.reason})" if st.reason and st.reason != "None" else ""
-            _note(f"job {job_id} is {st.state}{reason}")
-
-    def on_error(exc: SlurmcError) -> None:
-        if not failing[0]:
-            _note(f"warning: Slurm did not answer about job {job_id} ({exc}); asking again later")
-        failing[0] = True
-
-    stats = FollowStats()
-    try:
-        final = follow(
-            [job_id],
-            Poller(SlurmCommands()),
-            tails=tails,
-            sleep=time.sleep,
-            clock=time.monotonic,
-            ceiling=poll_ceiling(env),
-            on_change=on_change,
-            on_error=on_error,
-            stats=stats,
-        )[job_id]
-    except KeyboardInterrupt:
-        _note(
-            f"stopped following job {job_id}; it goes on (slurmc jobs logs {job_id} --follow "
-            f"to follow it again, slurmc jobs cancel {job_id} to stop it)"
-        )
-        return 130
-    finally:
-        if digest is not None:
-            digest.finish()
-    if os.environ.get("SLURMC_FOLLOW_STATS"):
-        _note(f"followed job {job_id} with {stats.polls} polls ({stats.calls} Slurm commands)")
-    if record is not None and final.final:
-        with contextlib.suppress(OSError):
-            records.update(record, final=_final(final))
-    result = outcome(final)
-    if output and tails and not tails[0].seen:
-        _note(f"job {job_id} wrote no output file ({output})")
-    _note(result.message)
-    return result.exit_code
-
-
 def wait_for(result: SubmitResult, env: Mapping[str, str]) -> int:
     """``slurmc run --wait``: follow the job just submitted; return its exit code."""
-    return _follow_and_report(
-        env, result.submission.job_id, result.output, result.error, result.record
+    from slurmc.usecases.jobs import follow_and_report
+
+    job = result.submission.job_id
+    return follow_and_report(
+        env,
+        job,
+        result.output,
+        result.error,
+        result.record,
+        stdout=_stdout_write,
+        stderr=_stderr_write,
+        note=_note,
     )
 
 
@@ -513,28 +375,12 @@ def jobs_prune(
 
     A record whose job's end slurmc has not learnt yet is kept: run `slurmc jobs -n 0`
     first to ask Slurm about them."""
-    import time
-
     from slurmc.errors import ValidationError
-    from slurmc.usecases import records
+    from slurmc.usecases.jobs import prune
 
     if older_than < 0:
         raise ValidationError(f"--older-than: {older_than:g} is negative; give days, e.g. 90")
-    env = dict(os.environ)
-    cutoff = time.time() - older_than * 86400
-    removed = kept_open = 0
-    for path, rec in records.all_records(env, on_damaged=_damaged):
-        if records.submitted_epoch(rec) >= cutoff:
-            continue
-        if _stored(rec) is None:
-            kept_open += 1
-            continue
-        if not dry_run:
-            try:
-                path.unlink()
-            except FileNotFoundError:
-                continue
-        removed += 1
+    removed, kept_open = prune(dict(os.environ), older_than, dry_run=dry_run, on_damaged=_damaged)
     verb = "would remove" if dry_run else "removed"
     typer.echo(f"{verb} {removed} record(s) of jobs submitted over {older_than:g} days ago")
     if kept_open:

@@ -63,7 +63,7 @@ def venv_create(
 ) -> None:
     """Build a venv inside IMAGE (with --system-site-packages) and pack it as SquashFS."""
     from slurmc.errors import ValidationError
-    from slurmc.usecases import venvs
+    from slurmc.usecases import venv_build
 
     if (partition or account or time_limit) and not on_node:
         raise ValidationError("--partition/--account/--time go with --on-node")
@@ -72,7 +72,7 @@ def venv_create(
         for k, v in (("partition", partition), ("account", account), ("time", time_limit))
         if v
     )
-    req = venvs.CreateRequest(
+    req = venv_build.CreateRequest(
         name=name,
         image=image,
         packages=tuple(packages or ()),
@@ -88,7 +88,7 @@ def venv_create(
         verbose=verbose,
     )
     t0 = time.monotonic()
-    venv = venvs.create(req, dict(os.environ), os.getcwd(), notify=notify)
+    venv = venv_build.create(req, dict(os.environ), os.getcwd(), notify=notify)
     count = len(venv.meta.get("installed", []))
     typer.echo(
         f"Created venv {venv.name}: {venv.path} ({human_size(venv.size)}, "
@@ -146,9 +146,9 @@ def build_command(
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
 ) -> None:
     """Build a new SIF image: BASE plus a conda environment, with cotainr."""
-    from slurmc.usecases import venvs
+    from slurmc.usecases import build
 
-    path = venvs.build_with_cotainr(
+    path = build.build_with_cotainr(
         out,
         base_image=base_image,
         system=system,

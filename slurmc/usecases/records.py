@@ -14,45 +14,47 @@ NFS or Lustre shared by every login node:
   loser's field is simply computed again later;
 - mode 0600 in a 0700 directory: a record holds the script, with its environment
   values.
-
-The image: the record keeps the file's identity at submission (real path, size,
-mtime, ctime, inode, device) and its sha256 when that is cheap (small files, or a
-digest already computed for this very file). A big image is hashed later, on demand
-by ``slurmc jobs show`` or in the background of ``slurmc run --wait``, and only if its
-identity is unchanged: a file's ctime cannot be set by its owner, so an unchanged
-identity means unchanged content. Submitting therefore never reads 20 GB from a
-shared file system, and "which exact image did job 1234 run?" has an answer as
-long as the file is unchanged (and if it changed, the record says so).
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
-import re
 import stat
 import tempfile
-import threading
-import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from slurmc.errors import ValidationError
+from slurmc.core.record import (
+    MAX_JOB_ID,
+    MAX_RECORD_BYTES,
+    SCHEMA,
+    Final,
+    ImageInfo,
+    Record,
+    check_job_id,
+    damage,
+    new_record,
+    record_name,
+    submitted_epoch,
+)
 from slurmc.paths import state_home
 
-SCHEMA = 1
-#: Images up to this size are hashed at submission (about 0.1 s); bigger ones later.
-DIGEST_AT_SUBMIT_MAX = 64 << 20
-_SAFE = re.compile(r"[^A-Za-z0-9_-]")
-_JOB_ID = re.compile(r"([0-9]+)(?:_([0-9]+))?\Z", re.ASCII)
-#: Slurm job ids are uint32 and 0xfffffffe/0xffffffff mean NO_VAL/INFINITE; scancel
-#: truncates a bigger number to 32 bits (4294967296 + J cancels J), so refuse it here.
-MAX_JOB_ID = 0xFFFFFFFD
-
-Record = dict[str, Any]
+__all__ = [
+    "MAX_JOB_ID",
+    "MAX_RECORD_BYTES",
+    "SCHEMA",
+    "Final",
+    "ImageInfo",
+    "Record",
+    "check_job_id",
+    "damage",
+    "new_record",
+    "record_name",
+    "submitted_epoch",
+]
 
 
 # ---- where -------------------------------------------------------------------------------
@@ -60,178 +62,6 @@ Record = dict[str, Any]
 
 def jobs_dir(env: Mapping[str, str]) -> Path:
     return state_home(env) / "jobs"
-
-
-def digests_dir(env: Mapping[str, str]) -> Path:
-    return state_home(env) / "digests"
-
-
-def record_name(job_id: str, cluster: str) -> str:
-    return f"{job_id}.{_SAFE.sub('_', cluster) or 'unknown'}.json"
-
-
-def check_job_id(text: str) -> str:
-    """A job id (``1234`` or ``1234_5``): ASCII digits within Slurm's 32-bit range."""
-    m = _JOB_ID.match(text)
-    if not m:
-        raise ValidationError(f"{text!r} is not a job id; expected digits such as 1234")
-    if any(int(part) > MAX_JOB_ID for part in m.groups() if part) or int(m.group(1)) == 0:
-        raise ValidationError(
-            f"{text!r} is not a job id: Slurm's ids run from 1 to {MAX_JOB_ID} "
-            "(a bigger number would be cut to 32 bits by scancel and name another job)"
-        )
-    return text
-
-
-# ---- the image file ----------------------------------------------------------------------
-
-
-def image_identity(path: str, source: str) -> dict[str, Any]:
-    """What is needed later to tell whether *path* is still the file the job ran."""
-    info: dict[str, Any] = {"path": path, "source": source}
-    if source == "uri":
-        info["kind"] = "uri"
-        return info
-    try:
-        real = os.path.realpath(path)
-        st = os.stat(real)
-    except OSError:
-        info["kind"] = "missing"  # e.g. pulled by the job itself, after submission
-        return info
-    info.update(
-        kind="directory" if os.path.isdir(real) else "file",
-        realpath=real,
-        size=st.st_size,
-        mtime_ns=st.st_mtime_ns,
-        ctime_ns=st.st_ctime_ns,
-        inode=st.st_ino,
-        device=st.st_dev,
-    )
-    return info
-
-
-_IDENTITY = ("realpath", "size", "mtime_ns", "ctime_ns", "inode", "device")
-
-
-def check_image(image: Mapping[str, Any]) -> tuple[str, str]:
-    """``("unchanged"|"changed"|"gone"|"not-a-file", detail)`` for a recorded image."""
-    kind = image.get("kind")
-    if kind not in ("file", "directory"):
-        return "not-a-file", f"{kind}: nothing to verify"
-    now = image_identity(image["path"], image.get("source", "path"))
-    if now.get("kind") == "missing":
-        return "gone", f"{image.get('realpath')} no longer exists"
-    diffs = [k for k in _IDENTITY if now.get(k) != image.get(k)]
-    if not diffs:
-        return "unchanged", "size, mtime, ctime, inode and device as at submission"
-    return "changed", "differs from submission in " + ", ".join(diffs)
-
-
-def sha256_file(
-    path: str,
-    *,
-    stop: threading.Event | None = None,
-    progress: Callable[[int], None] | None = None,
-) -> str | None:
-    """The file's sha256, read in 4 MiB blocks; None if *stop* was set meanwhile."""
-    h = hashlib.sha256()
-    done = 0
-    with open(path, "rb") as f:
-        while True:
-            if stop is not None and stop.is_set():
-                return None
-            block = f.read(4 << 20)
-            if not block:
-                break
-            h.update(block)
-            done += len(block)
-            if progress:
-                progress(done)
-    return h.hexdigest()
-
-
-def _digest_key(image: Mapping[str, Any]) -> str:
-    ident = "\0".join(str(image.get(k)) for k in _IDENTITY)
-    return hashlib.sha256(ident.encode()).hexdigest()[:32]
-
-
-def cached_digest(env: Mapping[str, str], image: Mapping[str, Any]) -> str | None:
-    """A digest computed before for a file with exactly this identity."""
-    try:
-        data = json.loads((digests_dir(env) / f"{_digest_key(image)}.json").read_text())
-    except (OSError, ValueError, RecursionError):
-        return None
-    if not isinstance(data, dict):
-        return None
-    if all(data.get(k) == image.get(k) for k in _IDENTITY) and isinstance(data.get("sha256"), str):
-        return str(data["sha256"])
-    return None
-
-
-def remember_digest(env: Mapping[str, str], image: Mapping[str, Any], digest: str) -> None:
-    data = {k: image.get(k) for k in _IDENTITY}
-    data["sha256"] = digest
-    with contextlib.suppress(OSError):  # only a cache
-        write_json(digests_dir(env) / f"{_digest_key(image)}.json", data)
-
-
-def digest_at_submit(env: Mapping[str, str], image: dict[str, Any]) -> None:
-    """Fill ``image["sha256"]`` now when that is cheap: known already, or a small file."""
-    if image.get("kind") != "file":
-        return
-    digest = cached_digest(env, image)
-    if digest is None:
-        limit = _int_env(env, "SLURMC_DIGEST_SUBMIT_MAX", DIGEST_AT_SUBMIT_MAX)
-        if image["size"] > limit:
-            return
-        try:
-            digest = sha256_file(image["realpath"])
-        except OSError:
-            return
-        if digest is None or check_image(image)[0] != "unchanged":
-            return
-        remember_digest(env, image, digest)
-    image["sha256"] = digest
-    image["sha256_when"] = "submission"
-
-
-def compute_digest(
-    env: Mapping[str, str],
-    image: dict[str, Any],
-    *,
-    stop: threading.Event | None = None,
-    progress: Callable[[int], None] | None = None,
-) -> bool:
-    """Hash a recorded image that has no digest yet, if it is unchanged since submission.
-
-    Returns True when ``image`` got a digest. The identity is checked before and after
-    reading, so a file changed meanwhile never gets a digest attributed to the job.
-    """
-    if image.get("sha256") or image.get("kind") != "file":
-        return False
-    if check_image(image)[0] != "unchanged":
-        return False
-    digest = cached_digest(env, image)
-    if digest is None:
-        try:
-            digest = sha256_file(image["realpath"], stop=stop, progress=progress)
-        except OSError:
-            return False
-        if digest is None or check_image(image)[0] != "unchanged":
-            return False
-        remember_digest(env, image, digest)
-    image["sha256"] = digest
-    image["sha256_when"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    return True
-
-
-def _int_env(env: Mapping[str, str], name: str, default: int) -> int:
-    text = env.get(name)
-    if not text:
-        return default
-    if not (text.isascii() and text.isdigit()):
-        raise ValidationError(f"{name}={text!r} is invalid; expected a size in bytes")
-    return int(text)
 
 
 # ---- reading and writing -------------------------------------------------------------------
@@ -254,91 +84,11 @@ def write_json(path: Path, data: Any) -> None:
         raise
 
 
-def new_record(**fields: Any) -> Record:
-    return {"schema": SCHEMA, **fields}
-
-
 def write(env: Mapping[str, str], record: Record) -> Path:
     where = record.get("cluster") or record.get("site") or "unknown"
     path = jobs_dir(env) / record_name(record["job_id"], where)
     write_json(path, record)
     return path
-
-
-_STR_FIELDS = [
-    "cluster",
-    "site",
-    "site_source",
-    "tag",
-    "comment",
-    "user_comment",
-    "submitted_at",
-    "submit_host",
-    "cwd",
-    "command_line",
-    "job_name",
-    "partition",
-    "account",
-    "array",
-    "output",
-    "error",
-    "output_pattern",
-    "script",
-]
-_IMAGE_INTS = ("size", "mtime_ns", "ctime_ns", "inode", "device")
-#: a record is a few KiB; anything much bigger is not one of ours
-MAX_RECORD_BYTES = 4 << 20
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def damage(data: Any) -> str | None:
-    """What makes *data* unusable as a job record (wrong types...), or None if it is sound.
-
-    Readers rely on these types, so a record that fails here is skipped, not half-used.
-    """
-    if not isinstance(data, dict):
-        return f"a JSON {type(data).__name__}, not an object"
-    job_id = data.get("job_id")
-    if not (isinstance(job_id, str) or _is_int(job_id)):
-        return f"job_id is {job_id!r}, not a job id"
-    try:
-        check_job_id(str(job_id))
-    except ValidationError:
-        return f"job_id is {job_id!r}, not a job id"
-    for key in _STR_FIELDS:
-        if data.get(key) is not None and not isinstance(data[key], str):
-            return f"{key} is a JSON {type(data[key]).__name__}, not a string"
-    command = data.get("command")
-    if command is not None and not (
-        isinstance(command, list) and all(isinstance(c, str) for c in command)
-    ):
-        return "command is not a list of strings"
-    image = data.get("image")
-    if image is not None:
-        if not isinstance(image, dict):
-            return f"image is a JSON {type(image).__name__}, not an object"
-        for key in _IMAGE_INTS:
-            if image.get(key) is not None and not _is_int(image[key]):
-                return f"image.{key} is {image[key]!r}, not a whole number"
-        for key, value in image.items():
-            if key not in _IMAGE_INTS and value is not None and not isinstance(value, str):
-                return f"image.{key} is a JSON {type(value).__name__}, not a string"
-    final = data.get("final")
-    if final is not None:
-        if not isinstance(final, dict):
-            return f"final is {final!r}, not an object"
-        if final.get("state") is not None and not isinstance(final["state"], str):
-            return "final.state is not a string"
-        for key in ("exit_code", "signal"):
-            if final.get(key) is not None and not _is_int(final[key]):
-                return f"final.{key} is {final[key]!r}, not a whole number"
-    for key in ("schema", "submit_attempts"):
-        if data.get(key) is not None and not _is_int(data[key]):
-            return f"{key} is {data[key]!r}, not a whole number"
-    return None
 
 
 def read(path: Path) -> tuple[Record | None, str | None]:
@@ -378,7 +128,7 @@ def update(path: Path, **fields: Any) -> Record | None:
     record = load(path)
     if record is None:
         return None
-    record.update(fields)
+    record.update(cast(Record, fields))
     write_json(path, record)
     return record
 
@@ -401,17 +151,6 @@ def all_records(
             on_damaged(d / name, why)
     found.sort(key=lambda pr: (str(pr[1].get("submitted_at", "")), pr[0].name), reverse=True)
     yield from found
-
-
-def submitted_epoch(record: Record) -> float:
-    """The record's submission time in seconds since the epoch (0 when unreadable)."""
-    import datetime as dt
-
-    try:
-        when = dt.datetime.strptime(str(record.get("submitted_at", "")), "%Y-%m-%dT%H:%M:%S%z")
-    except ValueError:
-        return 0.0
-    return when.timestamp()
 
 
 #: clock skew allowed between a record's submission time (the submitting host's clock)
@@ -479,35 +218,3 @@ def find(
             continue
         out.append((path, rec))
     return out
-
-
-class BackgroundDigest:
-    """Hashes a record's image in a thread (used while ``run --wait`` is idle anyway)."""
-
-    def __init__(self, env: Mapping[str, str], path: Path) -> None:
-        self.env = dict(env)
-        self.path = path
-        self.stop = threading.Event()
-        self.done = False
-        self.thread = threading.Thread(target=self._run, name="slurmc-digest", daemon=True)
-
-    def start(self) -> BackgroundDigest:
-        self.thread.start()
-        return self
-
-    def _run(self) -> None:
-        record = load(self.path)
-        if record is None:
-            return
-        image = dict(record.get("image") or {})
-        if compute_digest(self.env, image, stop=self.stop) and not self.stop.is_set():
-            try:
-                update(self.path, image=image)
-                self.done = True
-            except OSError:
-                pass
-
-    def finish(self) -> None:
-        """Stop hashing (nothing is written for an unfinished digest) and wait for the thread."""
-        self.stop.set()
-        self.thread.join()

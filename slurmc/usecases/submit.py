@@ -220,10 +220,10 @@ def _record(
     import shlex
 
     from slurmc.backends.sbatch import configured_cluster
-    from slurmc.usecases import records
+    from slurmc.usecases import digests, records
 
-    image = records.image_identity(job.image.path, job.image.source)
-    image.update(spec=job.image.spec.text, runtime=job.runtime.name)
+    image = digests.image_identity(job.image.path, job.image.source)
+    image.update({"spec": job.image.spec.text, "runtime": job.runtime.name})
     res = job.resources
     record = records.new_record(
         job_id=submission.job_id,
@@ -252,7 +252,7 @@ def _record(
         final=None,
     )
     try:
-        records.digest_at_submit(env, image)
+        digests.digest_at_submit(env, image)
         return records.write(env, record), ()
     except OSError as exc:
         where = records.jobs_dir(env)
