@@ -38,7 +38,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from slurmc.images.contents import DIR, FILE, OTHER, SYMLINK, Entry, discover, walk  # noqa: E402
+from slurmc.images.contents import discover  # noqa: E402
+from slurmc.images.tree import DIR, FILE, OTHER, SYMLINK, Entry, walk  # noqa: E402
 from slurmc.usecases.inspect import Located, inspect_image  # noqa: E402
 from slurmc.usecases.inspect_exec import run_exec  # noqa: E402
 

@@ -1,209 +1,41 @@
 """What an image holds: OS, Python interpreters, conda environments, pip packages.
 
-Works over any :class:`FileTree`, the two-call contract every image reader
-implements (SquashFS through squashfs-tools, OCI layers, a directory, a dict in
-tests): :meth:`FileTree.find` lists the files and symlinks matching glob patterns,
-:meth:`FileTree.read` returns the bytes of some of them. :func:`discover` makes one
-``find`` with every pattern it needs and one ``read`` of the small metadata files
-it found (plus one more of each for symlinked ``os-release`` files), so a reader
-pays for the metadata, never for the image's size.
-
-Patterns are ``/``-separated, matched a component at a time with shell globbing
-(``*`` never crosses ``/``, and a leading ``*`` or ``?`` does not match a leading
-dot), as squashfs-tools matches its extract patterns.
+Works over any :class:`~slurmc.images.tree.FileTree` (SquashFS, OCI layers, a
+directory, a dict in tests): :func:`discover` makes one ``find`` with every pattern it
+needs and one ``read`` of the small metadata files it found (plus one more of each for
+symlinked ``os-release`` files), so a reader pays for the metadata, never for the
+image's size.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import json
-import os
 import posixpath
 import re
-import shlex
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-FILE, DIR, SYMLINK, OTHER = "file", "dir", "symlink", "other"
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One file-system entry; *path* is relative to the image root (no leading ``/``)."""
-
-    path: str
-    kind: str
-    size: int = 0
-    target: str | None = None  # for symlinks
-
-
-class FileTree(Protocol):
-    def find(self, patterns: Sequence[str]) -> list[Entry]:
-        """Non-directory entries whose whole path matches one of *patterns*."""
-        ...
-
-    def read(self, paths: Sequence[str]) -> dict[str, bytes]:
-        """Contents of the regular files among *paths*; the others are left out."""
-        ...
-
-
-# ------------------------------------------------------------------ pattern matching
-
-
-def component_match(name: str, pattern: str) -> bool:
-    if name.startswith(".") and not pattern.startswith("."):
-        return False
-    return fnmatch.fnmatchcase(name, pattern)
-
-
-def path_match(path: str, pattern: str) -> bool:
-    parts, pats = path.split("/"), pattern.split("/")
-    return len(parts) == len(pats) and all(map(component_match, parts, pats))
-
-
-def _glob_rx(comp: str) -> str:
-    out, i = [], 0
-    while i < len(comp):
-        c = comp[i]
-        if c == "*":
-            out.append("[^/]*")
-        elif c == "?":
-            out.append("[^/]")
-        elif (
-            c == "[" and (j := comp.find("]", i + 2 if comp[i + 1 : i + 2] in "!^" else i + 1)) > i
-        ):
-            body = comp[i + 1 : j]
-            if body[:1] in ("!", "^"):
-                body = "^" + body[1:]
-            out.append("[" + body.replace("\\", "\\\\") + "]")
-            i = j
-        else:
-            out.append(re.escape(c))
-        i += 1
-    lead = "" if comp.startswith(".") else r"(?!\.)"
-    return lead + "".join(out)
-
-
-def compile_patterns(patterns: Sequence[str]) -> re.Pattern[str]:
-    """One regular expression matching a path when it matches any of *patterns*."""
-    alts = ["/".join(_glob_rx(c) for c in p.strip("/").split("/")) for p in patterns]
-    return re.compile("(?:" + "|".join(f"(?:{a})" for a in alts) + r")\Z" if alts else r"(?!)")
-
-
-def walk(listdir: Callable[[str], Iterable[Entry] | None], patterns: Sequence[str]) -> list[Entry]:
-    """Find the entries matching *patterns*, listing only directories a pattern can reach.
-
-    *listdir(path)* gives the entries of directory *path* ("" is the root), or None
-    when it is not a directory.
-    """
-    found: dict[str, Entry] = {}
-
-    def descend(directory: str, pats: list[list[str]]) -> None:
-        entries = listdir(directory)
-        if entries is None:
-            return
-        for entry in entries:
-            name = entry.path.rsplit("/", 1)[-1]
-            deeper = [p[1:] for p in pats if component_match(name, p[0])]
-            if not deeper:
-                continue
-            if any(not rest for rest in deeper) and entry.kind != DIR:
-                found[entry.path] = entry
-            rest = [r for r in deeper if r]
-            if rest and entry.kind == DIR:
-                descend(entry.path, rest)
-
-    descend("", [p.strip("/").split("/") for p in patterns])
-    return sorted(found.values(), key=lambda e: e.path)
-
-
-class MemoryTree:
-    """A file tree held in a dict: ``{path: bytes}`` for files, ``{path: Link(target)}``."""
-
-    def __init__(self, files: Mapping[str, bytes | Link]) -> None:
-        self.files = {p.strip("/"): v for p, v in files.items()}
-        self.dirs: dict[str, set[str]] = {"": set()}
-        for path in self.files:
-            parts = path.split("/")
-            for i in range(1, len(parts) + 1):
-                parent, child = "/".join(parts[: i - 1]), "/".join(parts[:i])
-                self.dirs.setdefault(parent, set()).add(child)
-                if i < len(parts):
-                    self.dirs.setdefault(child, set())
-
-    def _entry(self, path: str) -> Entry:
-        if path in self.dirs and path not in self.files:
-            return Entry(path, DIR)
-        value = self.files[path]
-        if isinstance(value, Link):
-            return Entry(path, SYMLINK, len(value.target), value.target)
-        return Entry(path, FILE, len(value))
-
-    def listdir(self, path: str) -> list[Entry] | None:
-        if path not in self.dirs:
-            return None
-        return [self._entry(p) for p in sorted(self.dirs[path])]
-
-    def find(self, patterns: Sequence[str]) -> list[Entry]:
-        return walk(self.listdir, patterns)
-
-    def read(self, paths: Sequence[str]) -> dict[str, bytes]:
-        return {p: v for p in paths if isinstance(v := self.files.get(p), bytes)}
-
-
-@dataclass(frozen=True)
-class Link:
-    target: str
-
-
-class DirectoryTree:
-    """A root file system unpacked in a directory (a sandbox, a Charliecloud image dir).
-
-    Symlinks are reported, never followed, so nothing outside the root is read.
-    """
-
-    def __init__(self, root: str) -> None:
-        self.root = root
-
-    def listdir(self, path: str) -> list[Entry] | None:
-        try:
-            it = os.scandir(os.path.join(self.root, path) if path else self.root)
-        except OSError:
-            return None
-        out = []
-        with it:
-            for d in it:
-                rel = f"{path}/{d.name}" if path else d.name
-                try:
-                    if d.is_symlink():
-                        out.append(Entry(rel, SYMLINK, 0, os.readlink(d.path)))
-                    elif d.is_dir(follow_symlinks=False):
-                        out.append(Entry(rel, DIR))
-                    elif d.is_file(follow_symlinks=False):
-                        out.append(Entry(rel, FILE, d.stat(follow_symlinks=False).st_size))
-                    else:
-                        out.append(Entry(rel, OTHER))
-                except OSError:
-                    continue
-        return out
-
-    def find(self, patterns: Sequence[str]) -> list[Entry]:
-        return walk(self.listdir, patterns)
-
-    def read(self, paths: Sequence[str]) -> dict[str, bytes]:
-        out = {}
-        for p in paths:
-            full = os.path.join(self.root, p)
-            if os.path.islink(full) or not os.path.isfile(full):
-                continue
-            try:
-                with open(full, "rb") as fh:
-                    out[p] = fh.read(MAX_READ)
-            except OSError:
-                continue
-        return out
-
+from slurmc.images.metadata import (
+    Contents,
+    Environment,
+    Package,
+    Python,
+    _name_version_from_dir,
+    activated_env,
+    parse_conda_record,
+    parse_env_file,
+    parse_metadata_headers,
+    parse_os_release,
+    parse_with_conda_sh,
+)
+from slurmc.images.tree import (
+    FILE,
+    MAX_READ,
+    OTHER,
+    SYMLINK,
+    Entry,
+    FileTree,
+)
 
 # ------------------------------------------------------------------ what to look for
 
@@ -256,205 +88,6 @@ PATTERNS = (
 )
 _PYTHON = re.compile(r"python3(\.\d+)?\Z")
 _SITE = re.compile(r"(.*)/lib(?:64)?/python3[^/]*/(?:site|dist)-packages/([^/]+)(?:/([^/]+))?\Z")
-_WITH_CONDA_SH = re.compile(r"^\s*(?:export\s+)?WITH_CONDA=(.*)$")
-#: largest metadata file read (a conda-meta record of a big package is a few MB)
-MAX_READ = 64 << 20
-
-
-# ------------------------------------------------------------------ results
-
-
-@dataclass(frozen=True)
-class Package:
-    name: str
-    version: str
-    manager: str  # "conda" | "pip"
-    build: str = ""
-    channel: str = ""
-    installer: str = ""
-    location: str = ""
-
-    @property
-    def key(self) -> str:
-        return canonical_name(self.name)
-
-    def to_dict(self) -> dict[str, str]:
-        out = {"name": self.name, "version": self.version}
-        if self.manager == "conda":
-            out.update(build=self.build, channel=self.channel)
-        else:
-            out.update(installer=self.installer, location=self.location)
-        return out
-
-
-@dataclass
-class Environment:
-    prefix: str  # absolute, e.g. /opt/miniconda3/envs/pytorch
-    kind: str  # "conda" | "venv" | "system"
-    name: str
-    pythons: list[str] = field(default_factory=list)
-    conda_packages: list[Package] = field(default_factory=list)
-    pip_packages: list[Package] = field(default_factory=list)
-    activated_by_with_conda: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "prefix": self.prefix,
-            "kind": self.kind,
-            "name": self.name,
-            "pythons": self.pythons,
-            "activated_by_with_conda": self.activated_by_with_conda,
-            "conda_packages": [p.to_dict() for p in self.conda_packages],
-            "pip_packages": [p.to_dict() for p in self.pip_packages],
-        }
-
-
-@dataclass(frozen=True)
-class Python:
-    path: str
-    version: str | None
-    target: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "version": self.version, "target": self.target}
-
-
-@dataclass
-class Contents:
-    os_release: dict[str, str] = field(default_factory=dict)
-    pythons: list[Python] = field(default_factory=list)
-    environments: list[Environment] = field(default_factory=list)
-    with_conda: str | None = None
-    with_conda_source: str | None = None
-    singularity: dict[str, Any] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-    #: the runtimes' environment files the image holds (ch/environment, .singularity.d/env/*)
-    env_files: list[str] = field(default_factory=list)
-
-    @property
-    def os_name(self) -> str:
-        r = self.os_release
-        return r.get("PRETTY_NAME") or " ".join(
-            x for x in (r.get("NAME"), r.get("VERSION_ID")) if x
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "os": {"name": self.os_name, **self.os_release} if self.os_release else None,
-            "pythons": [p.to_dict() for p in self.pythons],
-            "with_conda": (
-                {"value": self.with_conda, "source": self.with_conda_source}
-                if self.with_conda is not None
-                else None
-            ),
-            "environments": [e.to_dict() for e in self.environments],
-            "singularity": self.singularity or None,
-            "warnings": self.warnings,
-        }
-
-
-# ------------------------------------------------------------------ parsers (pure)
-
-
-def canonical_name(name: str) -> str:
-    """PEP 503 normalisation: ``Foo_Bar.baz`` and ``foo-bar-baz`` are one project."""
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def parse_os_release(text: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, _, value = line.partition("=")
-        try:
-            words = shlex.split(value)
-        except ValueError:
-            words = [value.strip("'\"")]
-        out[key.strip()] = " ".join(words)
-    return out
-
-
-def parse_metadata_headers(text: str) -> dict[str, str]:
-    """The header block of a METADATA / PKG-INFO file (RFC 822 style; stops at the body)."""
-    out: dict[str, str] = {}
-    for line in text.splitlines():
-        if not line.strip():
-            break
-        if line[:1] in (" ", "\t") or ":" not in line:
-            continue
-        key, _, value = line.partition(":")
-        out.setdefault(key.strip().lower(), value.strip())
-    return out
-
-
-def _name_version_from_dir(dirname: str) -> tuple[str, str]:
-    stem = re.sub(r"\.(dist|egg)-info\Z", "", dirname)
-    name, _, version = stem.partition("-")
-    return name, version.split("-py")[0]
-
-
-def parse_conda_record(data: bytes, where: str) -> Package | None:
-    try:
-        rec = json.loads(data)
-    except (ValueError, RecursionError):  # crafted: bad, or nested too deeply
-        return None
-    if not isinstance(rec, dict) or not isinstance(rec.get("name"), str):
-        return None
-    channel = str(rec.get("channel") or "")
-    # https://conda.anaconda.org/conda-forge/linux-64 -> conda-forge; .../pkgs/main -> pkgs/main
-    channel = re.sub(r"/(noarch|[a-z]+-(64|32|aarch64|ppc64le|s390x|armv7l|arm64))\Z", "", channel)
-    channel = re.sub(r"\Ahttps?://(conda\.anaconda\.org|repo\.anaconda\.com)/", "", channel)
-    return Package(
-        name=rec["name"],
-        version=str(rec.get("version", "")),
-        manager="conda",
-        build=str(rec.get("build") or rec.get("build_string") or ""),
-        channel=channel,
-        location=where,
-    )
-
-
-def parse_with_conda_sh(text: str) -> str | None:
-    """The value a shell script gives WITH_CONDA (last assignment wins)."""
-    value = None
-    for line in text.splitlines():
-        m = _WITH_CONDA_SH.match(line)
-        if not m:
-            continue
-        try:
-            words = shlex.split(m.group(1), comments=True)
-        except ValueError:
-            continue
-        value = " ".join(words)
-    return value
-
-
-def parse_env_file(text: str) -> dict[str, str]:
-    """Charliecloud's /ch/environment: ``NAME=value`` lines, optional surrounding quotes."""
-    out: dict[str, str] = {}
-    for line in text.splitlines():
-        if "=" not in line or line.lstrip().startswith("#"):
-            continue
-        k, _, v = line.partition("=")
-        if len(v) >= 2 and v[0] == v[-1] and v[0] in "'\"":
-            v = v[1:-1]
-        out[k.strip()] = v
-    return out
-
-
-def activated_env(with_conda: str) -> str | None:
-    """``source /opt/miniconda3/bin/activate pytorch`` -> ``pytorch``; ``conda activate X`` -> X."""
-    try:
-        words = shlex.split(with_conda)
-    except ValueError:
-        return None
-    for i, w in enumerate(words):
-        if w.endswith("/activate") or w == "activate":
-            rest = [x for x in words[i + 1 :] if not x.startswith("-")]
-            return rest[0] if rest and rest[0] not in ("&&", ";") else "base"
-    return None
 
 
 # ------------------------------------------------------------------ discovery

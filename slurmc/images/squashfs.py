@@ -32,7 +32,7 @@ from typing import Any
 from slurmc import proc
 from slurmc.errors import ExternalCommandError, ToolMissingError
 from slurmc.images import ImageFormatError
-from slurmc.images.contents import DIR, FILE, OTHER, SYMLINK, Entry, compile_patterns
+from slurmc.images.tree import DIR, FILE, OTHER, SYMLINK, Entry, compile_patterns
 
 SUPERBLOCK = struct.Struct("<5I6H8Q")
 assert SUPERBLOCK.size == 96
@@ -131,7 +131,7 @@ def parse_listing(text: str) -> list[Entry]:
 
 
 class SquashfsTree:
-    """A :class:`~slurmc.images.contents.FileTree` over a SquashFS image file."""
+    """A :class:`~slurmc.images.tree.FileTree` over a SquashFS image file."""
 
     def __init__(self, path: str, offset: int = 0, limit: int | None = None) -> None:
         self.path = path

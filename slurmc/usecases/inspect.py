@@ -19,7 +19,9 @@ from typing import Any
 
 from slurmc.errors import ImageNotFoundError, SlurmcError, ValidationError
 from slurmc.images import ImageFormatError
-from slurmc.images.contents import Contents, DirectoryTree, FileTree, Package, discover
+from slurmc.images.contents import discover
+from slurmc.images.metadata import Contents, Package
+from slurmc.images.tree import DirectoryTree, FileTree
 from slurmc.runtimes import available, get_runtime
 
 FORMATS = ("sif", "squashfs", "oci-archive", "oci-layout", "docker-archive", "directory")

@@ -16,7 +16,7 @@ from typing import Any
 
 from slurmc.errors import ValidationError
 from slurmc.images import ImageFormatError
-from slurmc.images.contents import Package
+from slurmc.images.metadata import Package
 from slurmc.runtimes import Runtime, get_runtime
 from slurmc.usecases.inspect import Inspection, Located, detect_format, runtime_for_format
 

@@ -9,21 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from slurmc.images.contents import (
-    PATTERNS,
-    DirectoryTree,
-    Link,
-    MemoryTree,
+from slurmc.images.contents import PATTERNS, discover
+from slurmc.images.metadata import (
     activated_env,
     canonical_name,
-    compile_patterns,
-    discover,
     parse_conda_record,
     parse_metadata_headers,
     parse_os_release,
     parse_with_conda_sh,
-    path_match,
 )
+from slurmc.images.tree import DirectoryTree, Link, MemoryTree, compile_patterns, path_match
 
 SP = "opt/conda/envs/torch/lib/python3.12/site-packages"
 
