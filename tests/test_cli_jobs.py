@@ -457,9 +457,14 @@ def test_same_id_on_two_clusters_needs_cluster(env, fp):
     assert r.exit_code == 0, r.output
 
 
-def test_registering_twice_is_harmless():
-    cli_jobs.register(jobs_app)
-    assert sum(1 for g in jobs_app.registered_groups if g.name == "jobs") == 1
+def test_loading_twice_registers_each_command_once():
+    from slurmc.cli.app import load
+
+    whole = load()
+    assert load() is whole
+    names = [g.name for g in whole.registered_groups] + [c.name for c in whole.registered_commands]
+    assert sorted(names) == sorted(set(names))
+    assert {"jobs", "venv", "cache", "site", "run", "inspect", "shell"} <= set(names)
 
 
 def test_jobs_prune_removes_only_old_ended_records(tmp_path, monkeypatch):

@@ -6,23 +6,14 @@ the command, so other commands do not pay for it at start-up.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-from typing import Any
 
 import typer
 
 
-def _print_json(value: Any) -> None:
-    sys.stdout.write(json.dumps(value, indent=2, sort_keys=False) + "\n")
-
-
 def register(app: typer.Typer) -> None:
-    from slurmc.cli.app import handle_errors
-
-    if any(c.name == "inspect" for c in app.registered_commands):
-        return  # registered already
+    from slurmc.cli.common import handle_errors, print_json
 
     @app.command("inspect", no_args_is_help=True)
     @handle_errors
@@ -68,7 +59,7 @@ def register(app: typer.Typer) -> None:
             d = core.diff(
                 core.inspect_image(located.path, image), core.inspect_image(other.path, diff)
             )
-            _print_json(d.to_dict()) if as_json else sys.stdout.write(inspect_view.render_diff(d))
+            print_json(d.to_dict()) if as_json else sys.stdout.write(inspect_view.render_diff(d))
             return
         if exec_:
             options = [
@@ -82,9 +73,9 @@ def register(app: typer.Typer) -> None:
             static = core.inspect_image(located.path, image)
             comparison = inspect_exec.compare_exec(static, listing)
             if as_json:
-                _print_json({**listing.to_dict(), "static_comparison": comparison})
+                print_json({**listing.to_dict(), "static_comparison": comparison})
             else:
                 sys.stdout.write(inspect_view.render_exec(listing, comparison))
             return
         result = core.inspect_image(located.path, image)
-        _print_json(result.to_dict()) if as_json else sys.stdout.write(inspect_view.render(result))
+        print_json(result.to_dict()) if as_json else sys.stdout.write(inspect_view.render(result))

@@ -39,8 +39,7 @@ CLUSTER = typer.Option(None, "--cluster", help="The cluster, when the id was use
 
 
 def register(app: typer.Typer) -> None:
-    if not any(g.name == "jobs" for g in app.registered_groups):
-        app.add_typer(jobs_app, name="jobs")
+    app.add_typer(jobs_app, name="jobs")
 
 
 # ---- helpers ----------------------------------------------------------------------------------

@@ -163,8 +163,6 @@ def build_command(
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``venv`` and ``build`` to *app* (once)."""
-    if any(g.name == "venv" for g in app.registered_groups):
-        return
+    """Add ``venv`` and ``build`` to *app*."""
     app.add_typer(venv_app, name="venv")
     app.command("build", no_args_is_help=True)(handle_errors(build_command))

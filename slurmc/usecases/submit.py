@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from slurmc.backends import Backend, Submission, get_backend
 from slurmc.cache.layout import touch_used
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "JobRequest",
-    "describe_site",
     "plan_for_site",
     "plan_job",
     "render_batch",
@@ -262,46 +261,3 @@ def _record(
 def run_interactive(job: Job, env: Mapping[str, str], cwd: str) -> int:
     step = render_step(job)
     return _backend(job, env).run_interactive(job.resources.argv(), step, cwd=cwd)
-
-
-def site_as_dict(site: Site) -> dict[str, Any]:
-    """A site's settings as plain JSON values (``slurmc site show --json``)."""
-    import dataclasses
-
-    def plain(value: Any) -> Any:
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-        if isinstance(value, Mapping):
-            return {str(k): plain(v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return [plain(v) for v in value]
-        return value
-
-    out: dict[str, Any] = plain(site)
-    return out
-
-
-def describe_site(site: Site) -> str:
-    lines = [
-        f"site:        {site.name}  ({site.source})",
-        f"description: {site.description}",
-        f"runtime:     {site.runtime} ({site.executable})",
-        f"backend:     {site.backend}",
-        f"cache:       {', '.join(site.cache) or '-'}",
-        f"catalogs:    {', '.join(site.catalogs) or '-'}",
-        f"conda:       {site.conda} (${site.conda_variable})",
-        f"binds:       {', '.join(site.binds) or '-'}",
-        f"env:         {', '.join(f'{k}={v}' for k, v in site.env.items()) or '-'}",
-        f"account:     {'$' + site.account_env if site.account_env else '-'}"
-        + (" (required)" if site.account_required else ""),
-        f"defaults:    {', '.join(f'{k}={v}' for k, v in site.defaults.items()) or '-'}",
-        "partitions:",
-    ]
-    for p in site.partitions.values():
-        mark = " (default)" if p.name == site.default_partition else ""
-        gpus = f"{p.gpus_per_node} x {p.gpu_vendor} GPU" if p.gpu_vendor != "none" else "no GPUs"
-        cores = f", {p.cores_per_node} cores" if p.cores_per_node else ""
-        lines.append(f"  {p.name}{mark}: {gpus}{cores}")
-    for kind, ref in site.default_images.items():
-        lines.append(f"default image {kind}: {ref}")
-    return "\n".join(lines)

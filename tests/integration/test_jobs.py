@@ -14,7 +14,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -27,31 +26,9 @@ pytestmark = pytest.mark.cluster
 
 DEVCLUSTER_DIR = Path(os.environ.get("SLURMC_DEVCLUSTER_DIR", "/var/tmp/slurmc-devcluster"))
 
-#: `slurmc jobs` through the console script once cli.py registers it; until then
-#: through the same app with slurmc.cli.jobs.register() called first.
-_WRAPPER = (
-    "import sys; from slurmc.cli.app import app; from slurmc.cli.jobs import register; "
-    "register(app); sys.argv[0] = 'slurmc'; app()"
-)
-
-
-def _jobs_registered() -> bool:
-    from slurmc.cli.app import app
-
-    return any(g.name == "jobs" for g in app.registered_groups)
-
 
 def slurmc_jobs(*args: str, cwd: Path, env: dict[str, str], timeout: float = 120):
-    if _jobs_registered():
-        return slurmc("jobs", *args, cwd=cwd, env=env, timeout=timeout)
-    return subprocess.run(
-        [sys.executable, "-c", _WRAPPER, "jobs", *args],
-        cwd=cwd,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return slurmc("jobs", *args, cwd=cwd, env=env, timeout=timeout)
 
 
 @pytest.fixture
