@@ -24,7 +24,7 @@ from slurmc.core.resources import validate_defaults
 from slurmc.core.toml_table import Table
 from slurmc.errors import ConfigError
 from slurmc.paths import bundled_dir, config_home
-from slurmc.runtimes import available, get_runtime
+from slurmc.runtimes import DEFAULT_RUNTIME, available, get_runtime
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -69,8 +69,8 @@ class Site:
     name: str
     source: str
     description: str = ""
-    runtime: str = "apptainer"
-    executable: str = "apptainer"
+    runtime: str = DEFAULT_RUNTIME
+    executable: str = DEFAULT_RUNTIME
     #: whether jobs on GPU partitions get the runtime's GPU flag (--rocm/--nv)
     gpu_flag: bool = True
     cache: tuple[str, ...] = ()

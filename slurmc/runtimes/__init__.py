@@ -12,6 +12,8 @@ import pkgutil
 
 from slurmc.runtimes.base import Runtime
 
+#: the runtime of a Site built without a site file (tests, tools): the one both guides use
+DEFAULT_RUNTIME = "apptainer"
 #: flavours defined in another runtime's module
 _FLAVOURS = {"singularity": "apptainer"}
 
@@ -39,4 +41,4 @@ def get_runtime(kind: str) -> Runtime:
     raise KeyError(kind)
 
 
-__all__ = ["Runtime", "available", "get_runtime"]
+__all__ = ["DEFAULT_RUNTIME", "Runtime", "available", "get_runtime"]
