@@ -7,7 +7,7 @@ import pytest
 from slurmc.core.sites import expand, load_site, load_site_file, resolve_site, site_files
 from slurmc.errors import ConfigError
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SHIPPED = sorted(p.stem for p in (REPO / "site-configs").glob("*.toml"))
 
 

@@ -20,8 +20,8 @@ from slurmc.grammar.refs import ImageSpec
 from slurmc.runtimes import available
 from slurmc.usecases.submit import plan_job as plan
 
-GOLDEN = Path(__file__).parent / "golden"
-SITES = sorted(p.stem for p in (Path(__file__).parent.parent / "site-configs").glob("*.toml"))
+GOLDEN = Path(__file__).parents[1] / "golden"
+SITES = sorted(p.stem for p in (Path(__file__).parents[2] / "site-configs").glob("*.toml"))
 COMMAND = ("python", "train.py", "--lr", "3e-4", "it's $HOME", "a\nb", "#SBATCH -p evil")
 
 

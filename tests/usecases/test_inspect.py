@@ -111,7 +111,7 @@ def test_static_reading_of_a_squashfs_image(tmp_path, comp):
 
 def test_sif_with_the_squashfs_at_an_offset(tmp_path, sqfs):
     sif = tmp_path / "image.sif"
-    packer = Path(__file__).parent / "doubles" / "sif.py"
+    packer = Path(__file__).parents[1] / "doubles" / "sif.py"
     subprocess.run(
         ["python3", str(packer), "pack", str(sqfs), str(sif)], check=True, stdout=subprocess.DEVNULL
     )

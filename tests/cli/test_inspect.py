@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from slurmc.cli.app import app
 from slurmc.usecases import inspect_exec
-from tests.test_inspect import make_rootfs, mksquashfs
+from tests.usecases.test_inspect import make_rootfs, mksquashfs
 
 runner = CliRunner()
 

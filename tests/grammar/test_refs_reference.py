@@ -1,5 +1,6 @@
 """slurmc's references against distribution/reference's own test tables, and Enroot's
-own parser (issue 13). The tables are in tests/refs_oracle_data.py, transcribed from upstream.
+own parser (issue 13). The tables are in tests/grammar/refs_oracle_data.py, transcribed
+from upstream.
 
 slurmc normalises as Docker does (ParseNormalizedNamed): no domain means docker.io and
 a one-component docker.io name gets ``library/``. reference.Parse does not normalise,
@@ -9,19 +10,19 @@ so its expectations are compared through that normalisation.
 from __future__ import annotations
 
 import pytest
-from refs_oracle_data import (
-    ENROOT_URIS,
-    INVALID_NAMES,
-    REFERENCE_PARSE,
-    REPOSITORY_INFO,
-    VALID_NAMES,
-)
 
 from slurmc.errors import InvalidReferenceError
 from slurmc.grammar.refs import DEFAULT_DOMAIN, is_domain_like, parse_reference
 from slurmc.runtimes import get_runtime
 from slurmc.runtimes.base import pull_name
 from slurmc.runtimes.enroot import enroot_uri
+from tests.grammar.refs_oracle_data import (
+    ENROOT_URIS,
+    INVALID_NAMES,
+    REFERENCE_PARSE,
+    REPOSITORY_INFO,
+    VALID_NAMES,
+)
 
 #: Where slurmc differs from the upstream table on purpose, and why.
 DELIBERATE = {
