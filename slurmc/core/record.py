@@ -10,6 +10,7 @@ kept, and how they are written, is :mod:`slurmc.usecases.records`.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 from typing import Any, TypedDict
 
@@ -22,7 +23,21 @@ _JOB_ID = re.compile(r"([0-9]+)(?:_([0-9]+))?\Z", re.ASCII)
 #: truncates a bigger number to 32 bits (4294967296 + J cancels J), so refuse it here.
 MAX_JOB_ID = 0xFFFFFFFD
 #: the file identity that tells whether an image is still the file a job ran
-_IDENTITY = ("realpath", "size", "mtime_ns", "ctime_ns", "inode", "device")
+IDENTITY = ("realpath", "size", "mtime_ns", "ctime_ns", "inode", "device")
+
+
+def identity_of(real: str, st: os.stat_result) -> dict[str, Any]:
+    """A file's identity (:data:`IDENTITY`) from its real path and ``os.stat`` result: an
+    unchanged identity means unchanged content, as a file's ctime cannot be set by its
+    owner (job records, image facts)."""
+    return {
+        "realpath": real,
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "ctime_ns": st.st_ctime_ns,
+        "inode": st.st_ino,
+        "device": st.st_dev,
+    }
 
 
 class ImageInfo(TypedDict, total=False):

@@ -22,8 +22,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from slurmc.core.record import (
-    _IDENTITY,
+    IDENTITY,
     ImageInfo,
+    identity_of,
 )
 from slurmc.errors import ValidationError
 from slurmc.paths import state_home
@@ -52,17 +53,8 @@ def image_identity(path: str, source: str) -> ImageInfo:
     except OSError:
         info["kind"] = "missing"  # e.g. pulled by the job itself, after submission
         return info
-    info.update(
-        {
-            "kind": "directory" if os.path.isdir(real) else "file",
-            "realpath": real,
-            "size": st.st_size,
-            "mtime_ns": st.st_mtime_ns,
-            "ctime_ns": st.st_ctime_ns,
-            "inode": st.st_ino,
-            "device": st.st_dev,
-        }
-    )
+    info["kind"] = "directory" if os.path.isdir(real) else "file"
+    info.update(identity_of(real, st))  # type: ignore[typeddict-item]
     return info
 
 
@@ -74,7 +66,7 @@ def check_image(image: ImageInfo) -> tuple[str, str]:
     now = image_identity(image["path"], image.get("source", "path"))
     if now.get("kind") == "missing":
         return "gone", f"{image.get('realpath')} no longer exists"
-    diffs = [k for k in _IDENTITY if now.get(k) != image.get(k)]
+    diffs = [k for k in IDENTITY if now.get(k) != image.get(k)]
     if not diffs:
         return "unchanged", "size, mtime, ctime, inode and device as at submission"
     return "changed", "differs from submission in " + ", ".join(diffs)
@@ -104,7 +96,7 @@ def sha256_file(
 
 
 def _digest_key(image: ImageInfo) -> str:
-    ident = "\0".join(str(image.get(k)) for k in _IDENTITY)
+    ident = "\0".join(str(image.get(k)) for k in IDENTITY)
     return hashlib.sha256(ident.encode()).hexdigest()[:32]
 
 
@@ -116,13 +108,13 @@ def cached_digest(env: Mapping[str, str], image: ImageInfo) -> str | None:
         return None
     if not isinstance(data, dict):
         return None
-    if all(data.get(k) == image.get(k) for k in _IDENTITY) and isinstance(data.get("sha256"), str):
+    if all(data.get(k) == image.get(k) for k in IDENTITY) and isinstance(data.get("sha256"), str):
         return str(data["sha256"])
     return None
 
 
 def remember_digest(env: Mapping[str, str], image: ImageInfo, digest: str) -> None:
-    data = {k: image.get(k) for k in _IDENTITY}
+    data = {k: image.get(k) for k in IDENTITY}
     data["sha256"] = digest
     with contextlib.suppress(OSError):  # only a cache
         write_json(digests_dir(env) / f"{_digest_key(image)}.json", data)

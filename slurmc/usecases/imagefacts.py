@@ -25,9 +25,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from slurmc.core.record import IDENTITY, identity_of
 from slurmc.paths import cache_home
 
-_IDENTITY = ("realpath", "size", "mtime_ns", "ctime_ns", "inode", "device")
 _MISSING = object()
 
 
@@ -44,18 +44,11 @@ def identity(path: str) -> dict[str, Any] | None:
         return None
     if not os.path.isfile(real):
         return None
-    return {
-        "realpath": real,
-        "size": st.st_size,
-        "mtime_ns": st.st_mtime_ns,
-        "ctime_ns": st.st_ctime_ns,
-        "inode": st.st_ino,
-        "device": st.st_dev,
-    }
+    return identity_of(real, st)
 
 
 def _file(env: Mapping[str, str], ident: Mapping[str, Any]) -> Path:
-    key = "\0".join(str(ident[k]) for k in _IDENTITY)
+    key = "\0".join(str(ident[k]) for k in IDENTITY)
     return facts_dir(env) / (hashlib.sha256(key.encode()).hexdigest()[:32] + ".json")
 
 
@@ -66,7 +59,7 @@ def recall(env: Mapping[str, str], ident: Mapping[str, Any], name: str) -> Any:
             data = json.load(fh)
     except (OSError, ValueError, RecursionError):
         return _MISSING
-    if not isinstance(data, dict) or any(data.get(k) != ident[k] for k in _IDENTITY):
+    if not isinstance(data, dict) or any(data.get(k) != ident[k] for k in IDENTITY):
         return _MISSING
     facts = data.get("facts")
     if not isinstance(facts, dict) or name not in facts:
@@ -80,10 +73,10 @@ def remember(env: Mapping[str, str], ident: Mapping[str, Any], **facts: Any) -> 
     old: dict[str, Any] = {}
     with contextlib.suppress(OSError, ValueError, RecursionError):
         data = json.loads(path.read_text(encoding="utf-8"))
-        if isinstance(data, dict) and all(data.get(k) == ident[k] for k in _IDENTITY):
+        if isinstance(data, dict) and all(data.get(k) == ident[k] for k in IDENTITY):
             known = data.get("facts")
             old = known if isinstance(known, dict) else {}
-    record = {**{k: ident[k] for k in _IDENTITY}, "facts": {**old, **facts}}
+    record = {**{k: ident[k] for k in IDENTITY}, "facts": {**old, **facts}}
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)

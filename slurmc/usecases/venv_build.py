@@ -87,12 +87,17 @@ def build_argv(
     binds: Sequence[str],
     script: str,
     pip_args: Sequence[str],
+    *,
+    srun_options: Sequence[str] | None = None,
 ) -> list[str]:
-    """The local command that runs *script* in *image* with *builddir* at :data:`MOUNT_POINT`."""
+    """The command that runs *script* in *image* with *builddir* at :data:`MOUNT_POINT`:
+    here, or with *srun_options* on one compute node (Pyxis for Enroot)."""
     cmd = ["bash", "-c", script, "slurmc-venv", *pip_args]
     rt = _runtime(runtime, "slurmc venv create")
     mounts = [*binds, f"{builddir}:{MOUNT_POINT}"]
-    return rt.exec_argv(executable, image, cmd, mounts, network=True)
+    if srun_options is None:
+        return rt.exec_argv(executable, image, cmd, mounts, network=True)
+    return rt.srun_argv(executable, image, cmd, mounts, srun_options, network=True)
 
 
 def srun_argv(
@@ -106,10 +111,8 @@ def srun_argv(
     options: Sequence[str],
 ) -> list[str]:
     """The same build on one compute node through ``srun`` (Pyxis for Enroot)."""
-    cmd = ["bash", "-c", script, "slurmc-venv", *pip_args]
-    rt = _runtime(runtime, "slurmc venv create")
-    mounts = [*binds, f"{builddir}:{MOUNT_POINT}"]
-    return rt.srun_argv(executable, image, cmd, mounts, options, network=True)
+    args = (runtime, executable, image, builddir, binds, script, pip_args)
+    return build_argv(*args, srun_options=options)
 
 
 @dataclass(frozen=True)
