@@ -38,6 +38,7 @@ from pathlib import Path
 
 from slurmc.errors import ConfigError
 from slurmc.paths import config_home
+from slurmc.runtimes.base import Login, netrc_line
 
 #: How Docker names Docker Hub in config.json.
 DOCKER_HUB_KEYS = (
@@ -57,6 +58,9 @@ class Credential:
 
     def __str__(self) -> str:
         return f"{self.username} for {self.registry} (from {self.source})"
+
+    def as_login(self) -> Login:
+        return Login(self.registry, self.username, self.password)
 
 
 def credentials_file(env: Mapping[str, str]) -> Path:
@@ -146,13 +150,6 @@ def lookup(registry: str, env: Mapping[str, str]) -> Credential | None:
     return None
 
 
-def _quote(token: str) -> str:
-    """A netrc token: bare when it can be, else double-quoted with backslash escapes."""
-    if token and not any(c.isspace() or c in '"\\#' for c in token):
-        return token
-    return '"' + token.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def save(credential: Credential, env: Mapping[str, str]) -> Path:
     """Store *credential* in slurmc's file (0600, written under a temporary name and
     renamed), replacing an earlier entry for the same registry."""
@@ -167,13 +164,8 @@ def save(credential: Credential, env: Mapping[str, str]) -> Path:
         parsed = netrc.netrc(str(path))
         for host, (login, _account, password) in parsed.hosts.items():
             if host != credential.registry and login is not None and password is not None:
-                lines.append(
-                    f"machine {_quote(host)} login {_quote(login)} password {_quote(password)}"
-                )
-    lines.append(
-        f"machine {_quote(credential.registry)} login {_quote(credential.username)} "
-        f"password {_quote(credential.password)}"
-    )
+                lines.append(netrc_line(Login(host, login, password)).rstrip("\n"))
+    lines.append(netrc_line(credential.as_login()).rstrip("\n"))
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:

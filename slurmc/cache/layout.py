@@ -47,7 +47,10 @@ class Entry:
         return os.path.join(self.root, self.relpath)
 
     def as_dict(self, now: float | None = None) -> dict[str, object]:
+        from slurmc.cache.provenance import read_meta
+
         now = time.time() if now is None else now
+        meta = read_meta(self.path)
         return {
             "reference": display(self.ref),
             "path": self.path,
@@ -55,6 +58,9 @@ class Entry:
             "created": self.mtime,
             "last_used": self.atime,
             "age_days": round((now - self.mtime) / 86400, 2),
+            "digest": meta.get("digest"),  # the registry's manifest digest at the pull
+            "sha256": meta.get("sha256"),
+            "pulled_by": meta.get("pulled_by"),
         }
 
 

@@ -7,12 +7,14 @@ import errno
 import os
 import shutil
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from slurmc.cache.formats import check_image, detect_format
 from slurmc.cache.layout import Entry, lookup, open_dir, scan
 from slurmc.cache.lock import HOST, ImageLock, pid_alive, read_owner
+from slurmc.cache.provenance import remove_meta
 from slurmc.cache.pull import PullOptions, pull_into
 from slurmc.cache.workdir import clean_leftovers
 from slurmc.errors import CacheError, InvalidReferenceError
@@ -71,6 +73,40 @@ def add(
     return pull_into(ref, runtime, root, PullOptions(executable=""), env, write=copy)
 
 
+def refresh_image(
+    ref: ImageRef,
+    runtime: Runtime,
+    roots: Any,
+    options: PullOptions,
+    env: Mapping[str, str],
+    *,
+    notify: Callable[[str], None],
+) -> str:
+    """``--refresh``: ask the registry what the tag points at now (one manifest request)
+    and pull again, replacing the cached file atomically, only if that moved from the
+    digest recorded at the last pull (or none was recorded)."""
+    from dataclasses import replace
+
+    from slurmc.cache.provenance import read_meta
+    from slurmc.cache.pull import auth_hint, login_for
+    from slurmc.cache.registry import RegistryAuthError, manifest_digest
+
+    rel = runtime.cache_relpath(ref)
+    root = roots.writable()
+    path = lookup(root, rel)
+    if path is not None:
+        login = login_for(ref, options, env)
+        try:
+            now = manifest_digest(ref, login)
+        except RegistryAuthError:
+            raise CacheError(auth_hint(ref, login, env)) from None
+        if read_meta(path).get("digest") == now:
+            notify(f"{ref} is up to date ({now})")
+            return path
+        notify(f"{ref} moved to {now}: pulling it again")
+    return pull_into(ref, runtime, root, replace(options, replace=True), env, notify=notify)
+
+
 def make_user_copy(copy: UserCopy, env: Mapping[str, str]) -> bool:
     """The runtime's per-user container from a shared cached file (``enroot create``, as
     manage-enroot-cache does); whether it was made now (False: it existed)."""
@@ -102,6 +138,7 @@ def remove(ref_text: str, runtime: Runtime, roots: Iterable[str]) -> list[str]:
                     os.unlink(name, dir_fd=dir_fd)
                 except OSError as exc:
                     raise CacheError(f"cannot remove {path}: {_why(exc)}") from None
+                remove_meta(dir_fd, name)
         finally:
             os.close(dir_fd)
         removed.append(path)
@@ -130,6 +167,7 @@ def unlink_entry(entry: Entry) -> str | None:
         return _why(exc)
     try:
         os.unlink(name, dir_fd=dir_fd)
+        remove_meta(dir_fd, name)
     except FileNotFoundError:
         return None  # gone meanwhile: what was asked
     except OSError as exc:

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from slurmc import proc
 from slurmc.cache.layout import is_image_at, lookup, open_dir
 from slurmc.cache.lock import HOST, ImageLock, Owner
+from slurmc.cache.provenance import sha256_at, write_meta
 from slurmc.cache.workdir import (
     anchored,
     clean_leftovers,
@@ -49,6 +50,7 @@ from slurmc.cache.workdir import (
 from slurmc.errors import CacheError, ExternalCommandError, PullError
 from slurmc.grammar.refs import DEFAULT_DOMAIN, ImageRef
 from slurmc.runtimes import Runtime
+from slurmc.runtimes.base import Login
 
 __all__ = ["PullOptions", "clean_leftovers", "publish_at", "pull_into"]
 
@@ -62,6 +64,40 @@ class PullOptions:
     pull_timeout: float = 3600.0
     lock_lifetime: float = 300.0
     check_network: bool = True
+    #: the registry login; None: the user's credentials files (slurmc.cache.credentials)
+    login: Login | None = None
+    #: pull even when the image is cached, replacing it (``--refresh`` after a tag moved)
+    replace: bool = False
+
+
+#: what the runtimes print when a registry refused them for want of a (good) login
+_AUTH_FAILED = ("401", "unauthorized", "authentication required", "no basic auth credentials")
+
+
+def auth_hint(ref: ImageRef, login: Login | None, env: Mapping[str, str]) -> str:
+    """One line: which registry wants a login and how to give one."""
+    from slurmc.cache.credentials import credentials_file
+
+    if login is not None:
+        return (
+            f"registry {ref.domain} refused the login of {login.username}; check the user "
+            f"and password (slurmc cache pull --username USER --save {ref})"
+        )
+    return (
+        f"registry {ref.domain} wants a login: run `slurmc cache pull --username USER --save "
+        f"{ref}`, or add `machine {ref.domain} login USER password SECRET` to "
+        f"{credentials_file(env)} (chmod 600)"
+    )
+
+
+def login_for(ref: ImageRef, options: PullOptions, env: Mapping[str, str]) -> Login | None:
+    """The login a pull of *ref* uses: the one given, else the user's stored one."""
+    if options.login is not None:
+        return options.login
+    from slurmc.cache.credentials import lookup
+
+    found = lookup(ref.domain, env)
+    return found.as_login() if found is not None else None
 
 
 def _quiet(_: str) -> None:
@@ -157,6 +193,42 @@ class _Ticker:
 NAME_MAX = 255
 
 
+def _write_files(scratch: str, files: Mapping[str, str]) -> None:
+    """A step's private files (credentials) in the pull's 0700 scratch directory, 0600."""
+    for rel, text in files.items():
+        path = os.path.join(scratch, rel)
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+
+
+def _digest_now(ref: ImageRef, login: Login | None, env: Mapping[str, str]) -> dict[str, str]:
+    """The manifest digest the tag points at, asked just before the pull (a registry that
+    wants a login the user has not given stops the pull here, with the way to give one)."""
+    from slurmc.cache.registry import RegistryAuthError, manifest_digest
+
+    try:
+        return {"digest": manifest_digest(ref, login)}
+    except RegistryAuthError:
+        raise PullError(auth_hint(ref, login, env)) from None
+    except PullError as exc:
+        return {"digest_error": str(exc)[:200]}
+
+
+def _user() -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return str(os.getuid())
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
 def _check_name_length(ref: ImageRef, name: str) -> None:
     """Fail before creating anything if the lock or temp names would pass NAME_MAX."""
     longest = f".{name}.lock.broken.{HOST}.{'9' * 7}.{'0' * 8}"
@@ -189,7 +261,7 @@ def pull_into(
     """
     relpath = runtime.cache_relpath(ref)
     final = os.path.join(root, relpath)
-    if write is None and lookup(root, relpath):
+    if write is None and not options.replace and lookup(root, relpath):
         return final
     directory, name = os.path.split(final)
     *parts, _ = relpath.split("/")
@@ -223,6 +295,7 @@ def _pull_locked(
     ticker: Callable[[float, int], None] | None,
 ) -> str:
     directory, name = os.path.split(final)
+    replacing = options.replace
 
     def waiting(owner: Owner) -> None:
         notify(f"waiting for the pull of {ref} by {owner.describe()}")
@@ -232,33 +305,40 @@ def _pull_locked(
         timeout=options.lock_timeout,
         lifetime=options.lock_lifetime,
         on_wait=waiting,
-        ready=(lambda: is_image_at(dir_fd, name)) if write is None else None,
+        ready=(lambda: is_image_at(dir_fd, name)) if write is None and not replacing else None,
         dir_fd=dir_fd,
     )
     if not lock.acquire():
         notify(f"{ref} was pulled by another process meanwhile")
         return final
     try:
-        if write is None and is_image_at(dir_fd, name):  # pulled just before we took the lock
-            notify(f"{ref} was pulled by another process meanwhile")
+        if write is None and not replacing and is_image_at(dir_fd, name):
+            notify(f"{ref} was pulled by another process meanwhile")  # just before our lock
             return final
         clean_leftovers(directory, name, max_age=max(options.lock_lifetime, 3600.0), dir_fd=dir_fd)
         work, work_fd = make_work_dir(dir_fd, directory, name)
         tmp = anchored(work_fd, name) or os.path.join(directory, work, name)
         scratch = tempfile.mkdtemp(prefix="slurmc-pull-")
+        meta: dict[str, object] = {"source": "added"}
         try:
             if write is not None:
                 write(tmp)
             else:
+                login = login_for(ref, options, env)
+                meta = {"source": "pulled", **_digest_now(ref, login, env)}
                 started = time.monotonic()
                 notify(f"pulling {ref} into {final}")
                 with _Ticker(ticker, started, (tmp, scratch)):
-                    for step in runtime.pull_steps(options.executable, ref, tmp, scratch):
+                    steps = runtime.pull_steps(options.executable, ref, tmp, scratch, login)
+                    for step in steps:
+                        _write_files(scratch, step.files)
                         try:
                             proc.run(
                                 step.argv, env={**env, **step.env}, timeout=options.pull_timeout
                             )
                         except ExternalCommandError as exc:
+                            if any(m in exc.stderr.lower() for m in _AUTH_FAILED):
+                                raise PullError(auth_hint(ref, login, env)) from None
                             said = str(exc).replace(tmp, os.path.join(directory, work, name))
                             raise _space_error(directory, exc.stderr) or PullError(
                                 f"pulling {ref} failed: {said}; nothing was published"
@@ -268,7 +348,10 @@ def _pull_locked(
                 except OSError:
                     size = 0
                 notify(f"pulled {ref} ({size / 1e6:.1f} MB) in {time.monotonic() - started:.1f} s")
+            meta.update(sha256=sha256_at(work_fd, name), pulled_by=_user(), pulled_at=_now())
             publish_at(work_fd, name, dir_fd, name, runtime.format, final)
+            meta["size"] = os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_size
+            write_meta(dir_fd, name, meta)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise _space_error(directory, "no space left") or CacheError(str(exc)) from None

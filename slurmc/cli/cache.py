@@ -44,6 +44,28 @@ def _context(site: str | None, cache_dir: list[str] | None, catalog: list[str] |
     return s, get_runtime(s.runtime), roots, env
 
 
+def _login(registry: str, username: str | None, from_stdin: bool, save: bool) -> Any:
+    """The login typed for this pull: the password from a terminal prompt or stdin."""
+    from slurmc.errors import ValidationError
+    from slurmc.runtimes.base import Login
+
+    if username is None:
+        if from_stdin or save:
+            raise ValidationError("--password-stdin and --save go with --username USER")
+        return None
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif sys.stdin.isatty():
+        password = typer.prompt(f"Password for {username} at {registry}", hide_input=True)
+    else:
+        raise ValidationError(
+            "--username: no terminal to ask the password on; pipe it with --password-stdin"
+        )
+    if not password:
+        raise ValidationError(f"--username {username}: the password is empty")
+    return Login(registry, username, password)
+
+
 def _writable_root(roots: Any) -> str:
     return str(roots.writable())
 
@@ -77,12 +99,13 @@ def cache_ls(
     if not found:
         typer.echo(f"no images in {', '.join(roots.caches) or '(no cache)'}")
         return
-    typer.echo(f"{'REFERENCE':<60} {'SIZE':>8} {'AGE':>5} {'USED':>5}")
+    typer.echo(f"{'REFERENCE':<60} {'SIZE':>8} {'AGE':>5} {'USED':>5}  DIGEST")
     for e in found:
         d = e.as_dict(now)
+        digest = str(d.get("digest") or "-")
         typer.echo(
             f"{d['reference']:<60} {human_size(e.size):>8} {_age(now - e.mtime):>5} "
-            f"{_age(now - max(e.atime, e.mtime)):>5}"
+            f"{_age(now - max(e.atime, e.mtime)):>5}  {digest[:19]}"
         )
 
 
@@ -99,9 +122,21 @@ def cache_pull(
     create: bool = typer.Option(
         True, "--create/--nocreate", help="Enroot: also `enroot create` your own container."
     ),
+    refresh: bool = typer.Option(
+        False, "--refresh", help="Ask the registry; pull again only if the tag moved."
+    ),
+    username: str = typer.Option(
+        None, "--username", help="Log in as USER (the password is asked for, or --password-stdin)."
+    ),
+    password_stdin: bool = typer.Option(
+        False, "--password-stdin", help="With --username: read the password from stdin."
+    ),
+    save: bool = typer.Option(
+        False, "--save", help="With --username: keep the login in the credentials file (0600)."
+    ),
 ) -> None:
     """Pull an image into the cache once (concurrent callers wait for the one pull)."""
-    from slurmc.cache.manage import default_refs
+    from slurmc.cache.manage import default_refs, refresh_image
     from slurmc.cache.pull import PullOptions, pull_into
     from slurmc.errors import CacheError
     from slurmc.grammar.refs import parse_reference
@@ -110,14 +145,20 @@ def cache_pull(
     if (reference is None) == (default is None):
         raise CacheError("give either a REFERENCE or --default cpu|cuda|rocm")
     ref = default_refs(s.default_images, default) if default else parse_reference(reference)
+    login = _login(ref.domain, username, password_stdin, save)
+    options = PullOptions(
+        executable=s.executable,
+        lock_timeout=lock_timeout,
+        pull_timeout=pull_timeout,
+        login=login,
+    )
     rel = runtime.cache_relpath(ref)
     from slurmc.cache.layout import lookup
 
     path = next((p for r in (*roots.catalogs, *roots.caches) if (p := lookup(r, rel))), None)
-    if path is None:
-        options = PullOptions(
-            executable=s.executable, lock_timeout=lock_timeout, pull_timeout=pull_timeout
-        )
+    if refresh:
+        path = refresh_image(ref, runtime, roots, options, env, notify=notify)
+    elif path is None:
         path = pull_into(
             ref,
             runtime,
@@ -127,6 +168,16 @@ def cache_pull(
             notify=notify,
             ticker=progress_ticker(),
         )
+    elif login is not None and save:
+        from slurmc.cache.registry import manifest_digest
+
+        manifest_digest(ref, login)  # cached already: check the login before keeping it
+    if login is not None and save:
+        from slurmc.cache.credentials import Credential
+        from slurmc.cache.credentials import save as save_login
+
+        kept = save_login(Credential(login.registry, login.username, login.password), env)
+        notify(f"login for {login.registry} saved in {kept}")
     copy = runtime.user_copy(s.executable, ref, path) if create else None
     if copy is not None:
         from slurmc.cache.manage import make_user_copy

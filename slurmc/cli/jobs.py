@@ -218,6 +218,8 @@ def _render_show(
         lines.append(
             f"image      {image.get('spec')}  ({image.get('source')}, {image.get('runtime')})"
         )
+    if image.get("registry_digest"):  # what the registry served when it was pulled
+        lines.append(f"  pulled   {image.get('spec')}@{image['registry_digest']}")
     kind = image.get("kind")
     if kind in ("file", "directory"):
         lines.append(f"  file     {image.get('realpath')}")

@@ -53,6 +53,9 @@ CACHE_DIR = typer.Option(
 CATALOG = typer.Option(
     None, "--catalog", help="Read-only image catalog, instead of the site's ($SLURMC_CATALOG)."
 )
+REFRESH = typer.Option(
+    False, "--refresh", help="Pull the cached image again first if its tag moved."
+)
 
 
 def given(**values: Any) -> dict[str, Any]:
@@ -70,7 +73,12 @@ _REPEATABLE = {"sbatch_arg", "bind", "env", "cache_dir", "catalog"}
 
 
 def prepared_job(
-    request: JobRequest, site: str | None, *, dry_run: bool = False, note: str | None = None
+    request: JobRequest,
+    site: str | None,
+    *,
+    dry_run: bool = False,
+    note: str | None = None,
+    refresh: bool = False,
 ) -> tuple[Job, dict[str, str]]:
     """Plan a job, pull its image and unpack its venv (unless dry run), decide conda
     activation, and print the job's notes: the steps `run` and `shell` share. *note*
@@ -85,7 +93,9 @@ def prepared_job(
     if note:
         job = replace(job, notes=(note, *job.notes))
     if not dry_run:
-        job = launch.ensure_image(job, environ, notify=notify, ticker=progress_ticker())
+        job = launch.ensure_image(
+            job, environ, notify=notify, ticker=progress_ticker(), refresh=refresh
+        )
         job = launch.ensure_venv(
             job, environ, cwd, warn=lambda w: typer.echo(f"slurmc: warning: {w}", err=True)
         )

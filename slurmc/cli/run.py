@@ -46,6 +46,7 @@ def run(
     venv: str = opt.VENV,
     cache_dir: list[str] = opt.CACHE_DIR,
     catalog: list[str] = opt.CATALOG,
+    refresh: bool = opt.REFRESH,
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the script; submit nothing."),
     interactive: bool = typer.Option(
         False, "--interactive", help="Run under salloc in the foreground; exit with its status."
@@ -96,7 +97,7 @@ def run(
         raise ValidationError(
             "--wait follows one batch job: not with --dry-run, --interactive or --array"
         )
-    job, environ = opt.prepared_job(request, o["site"], dry_run=dry_run, note=note)
+    job, environ = opt.prepared_job(request, o["site"], dry_run=dry_run, note=note, refresh=refresh)
     if dry_run:
         text = launch.render_step(job) if interactive else launch.render_batch(job)
         sys.stdout.write(text)

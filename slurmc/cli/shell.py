@@ -34,6 +34,7 @@ def shell(
     venv: str = opt.VENV,
     cache_dir: list[str] = opt.CACHE_DIR,
     catalog: list[str] = opt.CATALOG,
+    refresh: bool = opt.REFRESH,
     shell_cmd: str = typer.Option("bash", "--shell", help="The shell to start in the container."),
 ) -> None:
     """Open a shell in IMAGE on an allocated node (salloc + srun --pty); exit releases it."""
@@ -66,7 +67,7 @@ def shell(
         interactive=True,
         pty=True,
     )
-    job, environ = opt.prepared_job(request, o["site"], note=note)
+    job, environ = opt.prepared_job(request, o["site"], note=note, refresh=refresh)
     raise typer.Exit(launch.run_interactive(job, environ, os.getcwd()))
 
 

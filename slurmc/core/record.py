@@ -56,6 +56,7 @@ class ImageInfo(TypedDict, total=False):
     device: int
     sha256: str
     sha256_when: str  # "submission", or when it was computed later
+    registry_digest: str  # the manifest digest the registry served at the pull (cached images)
 
 
 class Final(TypedDict, total=False):

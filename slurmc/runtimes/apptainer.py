@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from slurmc.grammar.refs import ImageRef
-from slurmc.runtimes.base import Runtime, Step, docker_uri
+from slurmc.runtimes.base import Login, Runtime, Step, docker_uri
 
 #: characters each flavour's -B cannot carry in a path (then: --mount)
 _NOT_IN_B = {"apptainer": "^", "singularityce": '^"'}
@@ -77,15 +77,18 @@ class Apptainer(Runtime):
         # -B, or --mount for paths the flavour's -B cannot carry
         return [executable, "exec", *(self.bind_args(binds) if binds else []), image, *command]
 
-    def pull_steps(self, executable: str, ref: ImageRef, dest: str, scratch: str) -> list[Step]:
+    def pull_steps(
+        self, executable: str, ref: ImageRef, dest: str, scratch: str, login: Login | None = None
+    ) -> list[Step]:
         # Pull straight to a SIF file (the maintainers' advice: no shared layer cache);
-        # the runtime's own cache goes to a private scratch directory.
-        return [
-            Step(
-                [executable, "pull", dest, docker_uri(ref)],
-                {"APPTAINER_CACHEDIR": scratch, "SINGULARITY_CACHEDIR": scratch},
-            )
-        ]
+        # the runtime's own cache goes to a private scratch directory. A login goes in
+        # the variables both flavours document (APPTAINER_DOCKER_*, SINGULARITY_DOCKER_*).
+        env = {"APPTAINER_CACHEDIR": scratch, "SINGULARITY_CACHEDIR": scratch}
+        if login is not None:
+            for prefix in ("APPTAINER", "SINGULARITY"):
+                env[f"{prefix}_DOCKER_USERNAME"] = login.username
+                env[f"{prefix}_DOCKER_PASSWORD"] = login.password
+        return [Step([executable, "pull", dest, docker_uri(ref)], env)]
 
     def fetch_hint(self, ref: ImageRef) -> str:
         return f"{self.name} pull image.sif {docker_uri(ref)}"

@@ -25,10 +25,24 @@ _FILENAME_MAX = 255
 
 @dataclass(frozen=True)
 class Step:
-    """One external command of a pull, with environment additions."""
+    """One external command of a pull, with environment additions and the private files
+    it reads (a name under the pull's private scratch directory -> its text; written
+    mode 0600 before the command runs, removed with the directory after the pull)."""
 
     argv: list[str]
     env: Mapping[str, str] = field(default_factory=dict)
+    files: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Login:
+    """A registry login for one pull. Runtimes hand it over their documented channel
+    (an environment variable or a private file), never on a command line; its ``repr``
+    hides the password."""
+
+    registry: str
+    username: str
+    password: str = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -139,8 +153,11 @@ class Runtime:
         """How a resolved image file is named on this runtime's command line."""
         return path
 
-    def pull_steps(self, executable: str, ref: ImageRef, dest: str, scratch: str) -> list[Step]:
-        """The commands that write *ref* to the file *dest* (*scratch*: a private temp dir)."""
+    def pull_steps(
+        self, executable: str, ref: ImageRef, dest: str, scratch: str, login: Login | None = None
+    ) -> list[Step]:
+        """The commands that write *ref* to the file *dest* (*scratch*: a private temp
+        dir), logged in with *login* if given."""
         raise NotImplementedError
 
     def version_argv(self, executable: str) -> list[str]:
@@ -183,6 +200,20 @@ class Runtime:
                 f"{ref}: a component is longer than {_FILENAME_MAX} bytes and cannot be a file name"
             )
         return name
+
+
+def netrc_token(text: str) -> str:
+    """A netrc token: bare when it can be, else double-quoted with backslash escapes (as
+    Python's netrc and curl read them)."""
+    if text and not any(c.isspace() or c in '"\\#' for c in text):
+        return text
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def netrc_line(login: Login) -> str:
+    """*login* as one netrc line (Enroot's ``.credentials``, slurmc's credentials file)."""
+    fields = ("machine", login.registry, "login", login.username, "password", login.password)
+    return " ".join(netrc_token(f) for f in fields) + "\n"
 
 
 def docker_uri(ref: ImageRef) -> str:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from slurmc.grammar.refs import ImageRef
-from slurmc.runtimes.base import Runtime, Step, pull_name
+from slurmc.runtimes.base import Login, Runtime, Step, pull_name
 
 
 def _user() -> str:
@@ -64,18 +64,26 @@ class Charliecloud(Runtime):
             "to the image's Dockerfile"
         )
 
-    def pull_steps(self, executable: str, ref: ImageRef, dest: str, scratch: str) -> list[Step]:
+    def pull_steps(
+        self, executable: str, ref: ImageRef, dest: str, scratch: str, login: Login | None = None
+    ) -> list[Step]:
         # A private ch-image storage per pull: concurrent pulls never share one (ch-image
         # fails at once on a storage in use), and ch-image must create it itself.
         name = pull_name(ref)
         storage = f"{scratch}/ch-image"
+        auth: list[str] = []
+        secret: dict[str, str] = {}
+        if login is not None:
+            auth = ["--auth"]
+            secret = {"CH_IMAGE_USERNAME": login.username, "CH_IMAGE_PASSWORD": login.password}
         return [
             # ch-image refuses to run without $USER ("can't get username"); --no-cache: its
             # build cache commits with git, which fails where git has no identity (a fresh
             # machine), and a throwaway storage gains nothing from it
+            # a login: --auth, with the variables ch-image reads (it prompts without them)
             Step(
-                ["ch-image", "-s", storage, "--no-cache", "pull", name],
-                {**_SYSTEM_PATH, "USER": _user()},
+                ["ch-image", "-s", storage, "--no-cache", *auth, "pull", name],
+                {**_SYSTEM_PATH, "USER": _user(), **secret},
             ),
             Step(
                 ["ch-convert", "-i", "ch-image", "-o", "squash", name, dest],

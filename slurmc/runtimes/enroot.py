@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from slurmc.grammar.refs import DEFAULT_DOMAIN, ImageRef
-from slurmc.runtimes.base import Runtime, Step, UserCopy
+from slurmc.runtimes.base import Login, Runtime, Step, UserCopy, netrc_line
 
 
 def enroot_uri(ref: ImageRef) -> str:
@@ -78,13 +78,17 @@ class Enroot(Runtime):
         name = self.container_name(ref)
         return UserCopy(name, [executable, "list"], [executable, "create", "--name", name, path])
 
-    def pull_steps(self, executable: str, ref: ImageRef, dest: str, scratch: str) -> list[Step]:
-        return [
-            Step(
-                [executable, "import", "-o", dest, enroot_uri(ref)],
-                {"ENROOT_CACHE_PATH": scratch, "ENROOT_TEMP_PATH": scratch},
-            )
-        ]
+    def pull_steps(
+        self, executable: str, ref: ImageRef, dest: str, scratch: str, login: Login | None = None
+    ) -> list[Step]:
+        env = {"ENROOT_CACHE_PATH": scratch, "ENROOT_TEMP_PATH": scratch}
+        files = {}
+        if login is not None:
+            # enroot reads $ENROOT_CONFIG_PATH/.credentials (netrc; curl parses it): a
+            # private configuration directory holding only this login
+            env["ENROOT_CONFIG_PATH"] = f"{scratch}/enroot-config"
+            files["enroot-config/.credentials"] = netrc_line(login)
+        return [Step([executable, "import", "-o", dest, enroot_uri(ref)], env, files)]
 
     def container_name(self, ref: ImageRef) -> str:
         """The name ``enroot import`` would give: registry and ``library/`` dropped,

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from slurmc.errors import InvalidReferenceError
 from slurmc.grammar.refs import ImageRef
-from slurmc.runtimes.base import Runtime, Step, pull_name
+from slurmc.runtimes.base import Login, Runtime, Step, pull_name
 
 
 @dataclass(frozen=True)
@@ -37,10 +39,21 @@ class Podman(Runtime):
         net = ["--network=host"] if network else []
         return [executable, "run", "--rm", *net, *flags, ref, *command]
 
-    def pull_steps(self, executable: str, ref: ImageRef, dest: str, scratch: str) -> list[Step]:
+    def pull_steps(
+        self, executable: str, ref: ImageRef, dest: str, scratch: str, login: Login | None = None
+    ) -> list[Step]:
         name = pull_name(ref)
+        if login is not None:  # a private auth file (containers-auth.json), as podman documents
+            token = base64.b64encode(f"{login.username}:{login.password}".encode()).decode()
+            auths = {"auths": {login.registry: {"auth": token}}}
+            pull = Step(
+                [executable, "pull", f"--authfile={scratch}/auth.json", name],
+                files={"auth.json": json.dumps(auths)},
+            )
+        else:
+            pull = Step([executable, "pull", name])
         return [
-            Step([executable, "pull", name]),
+            pull,
             Step([executable, "save", "--format=oci-archive", "-o", dest, name]),
         ]
 

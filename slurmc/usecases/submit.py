@@ -70,9 +70,25 @@ def ensure_image(
     env: Mapping[str, str],
     notify: Notify | None = None,
     ticker: Callable[[float, int], None] | None = None,
+    *,
+    refresh: bool = False,
 ) -> Job:
-    """Pull a missing image (on this node, for sites that pull on the login node)."""
+    """Pull a missing image (on this node, for sites that pull on the login node);
+    *refresh*: pull a cached one again if its tag moved (``slurmc run --refresh``)."""
     image = job.image
+    if refresh and image.source == "cache" and image.ref is not None:
+        from slurmc.cache.manage import refresh_image
+        from slurmc.cache.pull import PullOptions
+
+        path = refresh_image(
+            image.ref,
+            job.runtime,
+            job.roots,
+            PullOptions(executable=job.site.executable),
+            env,
+            notify=notify or (lambda _: None),
+        )
+        return replace(job, image=replace(image, path=path))
     if image.source == "missing" and job.site.pull == "login":
         from slurmc.cache.pull import PullOptions, pull_into
 
@@ -223,6 +239,12 @@ def _record(
 
     image = digests.image_identity(job.image.path, job.image.source)
     image.update({"spec": job.image.spec.text, "runtime": job.runtime.name})
+    if job.image.source in ("cache", "catalog"):
+        from slurmc.cache.provenance import read_meta
+
+        digest = read_meta(job.image.path).get("digest")
+        if digest:
+            image["registry_digest"] = digest
     res = job.resources
     record = records.new_record(
         job_id=submission.job_id,

@@ -135,6 +135,9 @@ def test_entry_as_dict():
         "created": 1000.0,
         "last_used": 2000.0,
         "age_days": 1.5,
+        "digest": None,  # no provenance file beside it
+        "sha256": None,
+        "pulled_by": None,
     }
     assert e.as_dict(now=1000.0 + 86400 / 3)["age_days"] == 0.33
     before = time.time()

@@ -3,6 +3,7 @@ runtime whose "pull" is a shell command; real pulls from a registry are in tests
 
 from __future__ import annotations
 
+import hashlib
 import multiprocessing as mp
 import os
 import stat
@@ -14,6 +15,7 @@ import pytest
 
 from slurmc.cache.layout import scan
 from slurmc.cache.manage import add, entries, plan_prune, verify
+from slurmc.cache.provenance import read_meta
 from slurmc.cache.pull import PullOptions, clean_leftovers, pull_into
 from slurmc.errors import CacheError, PullError
 from slurmc.grammar.refs import parse_reference
@@ -29,7 +31,7 @@ class ScriptedRuntime(Charliecloud):
 
     script: str = ""
 
-    def pull_steps(self, executable, ref, dest, scratch):
+    def pull_steps(self, executable, ref, dest, scratch, login=None):
         return [Step(["sh", "-c", self.script, "sh", dest])]
 
 
@@ -61,7 +63,12 @@ def test_publishes_readable_files_in_setgid_directories(tmp_path, squashfs):
     d = os.path.dirname(path)
     assert os.stat(d).st_mode & stat.S_ISGID and stat.S_IMODE(os.stat(d).st_mode) == 0o2775
     assert [e.ref for e in scan(str(tmp_path / "root"), rt)] == [REF]
-    assert sorted(os.listdir(d)) == ["img:v1.sqfs"]  # no lock, no temp left behind
+    # no lock, no temp left behind; the image's provenance beside it, group-readable
+    assert sorted(os.listdir(d)) == [".img:v1.sqfs.meta.json", "img:v1.sqfs"]
+    assert stat.S_IMODE(os.stat(os.path.join(d, ".img:v1.sqfs.meta.json")).st_mode) == 0o644
+    meta = read_meta(path)
+    assert meta["sha256"] == hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    assert meta["size"] == os.path.getsize(path) and meta["source"] == "pulled"
 
 
 def test_truncated_pull_publishes_nothing(tmp_path, squashfs):
@@ -207,7 +214,7 @@ def test_two_holders_of_one_lock_are_harmless(tmp_path, squashfs, monkeypatch):
     assert errors == [] and len(results) == 2 and results[0] == results[1]
     assert Path(results[0]).read_bytes() == squashfs.read_bytes()
     left = [p.name for p in Path(results[0]).parent.iterdir()]
-    assert left == ["img:v1.sqfs"]
+    assert left == [".img:v1.sqfs.meta.json", "img:v1.sqfs"]
 
 
 def test_a_reference_whose_temp_names_pass_255_bytes_is_refused_before_writing(tmp_path):

@@ -27,6 +27,8 @@ pytestmark = pytest.mark.hostile
 
 NAME = "img:v1.sqfs"
 REL = f"127.0.0.1:5999/team/{NAME}"
+#: the provenance file the pull writes beside the image (slurmc.cache.provenance)
+META_REL = "/".join([*REL.split("/")[:-1], "." + REL.split("/")[-1] + ".meta.json"])
 
 VICTIM_PULL = r"""
 import json, sys
@@ -41,7 +43,7 @@ cache, src, pause = sys.argv[1], sys.argv[2], sys.argv[3]
 
 @dataclass(frozen=True)
 class SlowCopy(Charliecloud):
-    def pull_steps(self, executable, ref, dest, scratch):
+    def pull_steps(self, executable, ref, dest, scratch, login=None):
         script = 'sleep "$3"; cp "$2" "$1"; sleep "$3"'
         return [Step(["sh", "-c", script, "sh", dest, src, pause])]
 
@@ -178,7 +180,7 @@ def test_racing_links_over_the_pull_never_redirect_it(
     # through /proc/PID/fd the pull is not disturbed; a swap between mkdir and open is
     # retried under a new name
     assert result["ok"], result
-    assert _victim_leftovers(shared_cache, group) == [REL]
+    assert _victim_leftovers(shared_cache, group) == sorted([REL, META_REL])
 
 
 def test_a_link_planted_as_the_registry_directory_is_not_followed(
