@@ -87,7 +87,9 @@ class Charliecloud(Runtime):
             ),
             Step(
                 ["ch-convert", "-i", "ch-image", "-o", "squash", name, dest],
-                {**_SYSTEM_PATH, "CH_IMAGE_STORAGE": storage},
+                # its work directory in ours: a killed or failed ch-convert leaves it
+                # behind (empty ch-convert.* directories piled up in /var/tmp here)
+                {**_SYSTEM_PATH, "CH_IMAGE_STORAGE": storage, "TMPDIR": scratch},
             ),
         ]
 

@@ -175,7 +175,7 @@ def test_every_determined_row_does_what_it_says(tmp_path, sif, doubles):
     sqsh = tmp_path / "img.sqfs"
     ref = "team/img:v1"
 
-    def run(row: str, **subst: str) -> subprocess.CompletedProcess[str]:
+    def run(row: str, stdin: str | None = None, **subst: str) -> subprocess.CompletedProcess[str]:
         words = shlex.split(rows[row])
         assert words[0] == "slurmc" or "=" in words[0], rows[row]
         for k in env:
@@ -183,7 +183,7 @@ def test_every_determined_row_does_what_it_says(tmp_path, sif, doubles):
         words = [w for w in words if w]
         words = [subst.get(w, w) for w in words]
         words = [w.replace("FILE", subst.get("FILE", "FILE")) for w in words]
-        return slurmc(*words[1:], cwd=tmp_path, env=env)
+        return slurmc(*words[1:], cwd=tmp_path, env=env, input=stdin)
 
     # -i FILE REF: the SIF is added, a non-image is refused
     row = "`manage-singularity-cache -i FILE REF`"
@@ -219,10 +219,14 @@ def test_every_determined_row_does_what_it_says(tmp_path, sif, doubles):
     assert r.stdout.strip() == str(enroot_root / "team" / "img:v1.sqsh")
     calls = double_calls(doubles, "enroot")[before:]
     assert not any("create" in c.get("argv", []) for c in calls), calls
-    # --username: honestly not there yet
-    r = run("`manage-singularity-cache --username USER`", REF=ref)
-    assert r.returncode == 2 and "--username" in r.stderr
-    assert "no equivalent yet" in (DOCS / "guides" / "determined.md").read_text()
+    # --username: the password from stdin; cached already, so no registry is asked;
+    # without a password there is nothing to log in with
+    row = "`manage-singularity-cache --username USER`"
+    r = run(row, stdin="secret\n", REF=ref, USER="someone")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == str(root / "team" / "img:v1")
+    r = run(row, stdin="\n", REF=ref, USER="someone")
+    assert r.returncode == 1 and "the password is empty" in r.stderr
     # singularity_image_root: the determined site's cache root
     r = run("`singularity_image_root` (master config)", REF=ref)
     assert r.returncode == 0, r.stderr

@@ -201,6 +201,8 @@ def test_login_from_the_credentials_file_pulls_through_charliecloud_and_the_secr
         )  # fmt: skip
     assert r.returncode == 0, r.stderr
     image = Path(r.stdout.strip())
+    # ch-convert's work directory went with the pull's scratch, not left in $TMPDIR
+    assert list(Path(home["TMPDIR"]).glob("ch-convert.*")) == []
     assert any(b"ch-image" in c for c in watcher.seen)  # the watcher saw the pull run
     assert not [c for c in watcher.seen if auth_registry.password.encode() in c]
     assert auth_registry.password not in r.stdout + r.stderr
