@@ -19,7 +19,13 @@ def test_wheel_install_in_a_fresh_venv_ships_templates_and_sites(tmp_path):
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
     py = env_dir / "bin" / "python"
-    r = subprocess.run([py, "-m", "pip", "install", "-q", str(src)], capture_output=True, text=True)
+    # offline where scripts/bootstrap left a wheelhouse (dependencies and hatchling, the
+    # build backend): a fresh machine's test run may have no network; else the index
+    wheelhouse = Path(sys.prefix) / "wheelhouse"
+    where = ["--no-index", "--find-links", str(wheelhouse)] if wheelhouse.is_dir() else []
+    r = subprocess.run(
+        [py, "-m", "pip", "install", "-q", *where, str(src)], capture_output=True, text=True
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     shutil.rmtree(src)  # the installed package must not need the source tree
     exe = env_dir / "bin" / "slurmc"

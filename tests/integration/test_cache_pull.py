@@ -139,7 +139,8 @@ def test_sixteen_concurrent_pulls_one_transfer(cluster, registry, pushed, tmp_pa
         ["ch-run", path, "--", "cat", "/etc/os-release"], capture_output=True, text=True
     )
     assert r.returncode == 0 and "slurmc test image" in r.stdout
-    assert sorted(os.listdir(os.path.dirname(path))) == [os.path.basename(path)]
+    name = os.path.basename(path)  # no lock or leftover; its provenance beside it, once
+    assert sorted(os.listdir(os.path.dirname(path))) == [f".{name}.meta.json", name]
 
 
 def test_sigkill_mid_pull_leaves_nothing_and_the_next_pull_succeeds(
@@ -181,7 +182,8 @@ def test_sigkill_mid_pull_leaves_nothing_and_the_next_pull_succeeds(
     )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == str(final) and final.is_file()
-    assert sorted(os.listdir(final.parent)) == [final.name]  # lock and leftovers gone
+    # lock and leftovers gone; the provenance of the pull that finished beside the image
+    assert sorted(os.listdir(final.parent)) == [f".{final.name}.meta.json", final.name]
 
 
 def test_tiny_file_system_fills_up_clear_error_nothing_published(
