@@ -13,8 +13,8 @@ unit-tested without a cluster.
 
 from __future__ import annotations
 
+import os
 import re
-import secrets
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -113,7 +113,8 @@ TAG_RE = re.compile(r"slurmc:[0-9a-f]{16}\b")
 
 def new_tag() -> str:
     """A unique submission tag, e.g. ``slurmc:3f9c0a1b2d4e5f60``."""
-    return TAG_PREFIX + secrets.token_hex(8)
+    # os.urandom is what secrets.token_hex reads; importing secrets costs ~5 ms per run
+    return TAG_PREFIX + os.urandom(8).hex()
 
 
 def tagged_comment(user_comment: str | None, tag: str) -> str:

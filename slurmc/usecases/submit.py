@@ -15,14 +15,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from slurmc.backends import Backend, Submission, get_backend
-from slurmc.cache.layout import touch_used
 from slurmc.core.job import Job, expand_output
 from slurmc.core.plan import JobRequest, plan, with_venv
 from slurmc.core.render import render_batch, render_step
 from slurmc.core.sites import Site, resolve_site
 
 if TYPE_CHECKING:
+    from slurmc.backends import Backend, Submission
     from slurmc.cache.pull import Notify
 
 __all__ = [
@@ -105,6 +104,8 @@ def ensure_image(
         )
         return replace(job, image=replace(image, path=path, source="cache"))
     if image.source in ("cache", "catalog"):
+        from slurmc.cache.layout import touch_used
+
         touch_used(image.path)
     return job
 
@@ -150,6 +151,9 @@ def apply_image_facts(job: Job, env: Mapping[str, str]) -> Job:
 
 
 def _backend(job: Job, env: Mapping[str, str]) -> Backend:
+    # imported here: `--dry-run` and `--interactive` planning never pay for the backends
+    from slurmc.backends import get_backend
+
     return get_backend(env.get("SLURMC_BACKEND") or job.site.backend)
 
 
