@@ -124,7 +124,7 @@ def test_a_timed_out_submit_with_no_tagged_job_is_submitted_again(env, fp, monke
     monkeypatch.setenv("SLURMC_SUBMIT_RETRY_DELAYS", "0,0")
     import slurmc.backends.base as base
 
-    monkeypatch.setattr(base, "secrets", _FixedSecrets())
+    monkeypatch.setattr(base, "new_tag", lambda: "slurmc:00000000000000aa")
     tag = "slurmc:00000000000000aa"
     fp.register(["sbatch", "--parsable"], returncode=1, stderr=SOCKET_TIMED_OUT)
     fp.register(TAGS_ARGV, stdout="312|(null)|\n")  # Slurm answers: no job has the tag
@@ -143,7 +143,7 @@ def test_a_submit_found_by_its_tag(env, fp, monkeypatch):
     monkeypatch.setenv("SLURMC_SUBMIT_RETRY_DELAYS", "0,0")
     import slurmc.backends.base as base
 
-    monkeypatch.setattr(base, "secrets", _FixedSecrets())
+    monkeypatch.setattr(base, "new_tag", lambda: "slurmc:00000000000000aa")
     tag = "slurmc:00000000000000aa"
     fp.register(
         ["sbatch", "--parsable"],
@@ -163,12 +163,6 @@ def test_a_submit_found_by_its_tag(env, fp, monkeypatch):
     assert "did not answer" in r.stderr and "job 311 carries tag" in r.stderr
     rec = record_of(env, "311")
     assert rec["tag"] == tag and rec["recovered_by_tag"] is True
-
-
-class _FixedSecrets:
-    @staticmethod
-    def token_hex(n: int) -> str:
-        return "00000000000000aa"
 
 
 def test_an_error_that_created_no_job_is_one_line_and_not_retried(env, fp):
