@@ -117,8 +117,18 @@ def _split(line: str, n: int) -> list[str] | None:
 
 
 def decode_wait_status(raw: int) -> tuple[int, int]:
-    """squeue's ``exit_code`` is a wait(2) status: ``(exit code, signal)``."""
+    """A wait(2) status: ``(exit code, signal)``."""
     return (raw >> 8) & 0xFF, raw & 0x7F
+
+
+def parse_squeue_exit_code(text: str) -> tuple[int | None, int | None]:
+    """squeue's ``exit_code`` field, in the form of the Slurm that printed it: a raw
+    wait(2) status (``768``, Slurm 22.05, Debian 12) or ``EXIT:SIGNAL`` (``3:0``, as
+    sacct and scontrol print it; Slurm 24.11, Debian 13)."""
+    text = text.strip()
+    if text.isdigit():
+        return decode_wait_status(int(text))
+    return parse_exit_code(text)
 
 
 def parse_squeue(stdout: str, wanted: Sequence[str] = ()) -> dict[str, JobStatus]:
@@ -138,8 +148,8 @@ def parse_squeue(stdout: str, wanted: Sequence[str] = ()) -> dict[str, JobStatus
         state = state.split()[0] if state else "UNKNOWN"
         code: int | None = None
         sig: int | None = None
-        if raw.isdigit() and state in FINAL_STATES:
-            code, sig = decode_wait_status(int(raw))
+        if state in FINAL_STATES:
+            code, sig = parse_squeue_exit_code(raw)
         status = JobStatus(job_id, state, code, sig, reason, "squeue")
         rows.append(status)
         groups.setdefault(array_id or job_id, []).append(status)

@@ -131,6 +131,31 @@ def test_parse_squeue_finished_jobs():
     assert all(st.final for st in got.values())
 
 
+#: the same finished jobs as Slurm 24.11's squeue (Debian 13) prints them: exit_code is
+#: EXIT:SIGNAL, as sacct and scontrol print it (first line as printed by the real one)
+SQUEUE_FINISHED_24_11 = """\
+88|88|FAILED|3:0|NonZeroExitCode|(null)|
+104|104|FAILED|3:0|NonZeroExitCode|slurmc:1751b149c2ea3503|
+107|107|COMPLETED|0:0|None|slurmc:b2f613d45c937a81|
+130|130|TIMEOUT|0:15|TimeLimit|(null)|
+131|131|CANCELLED|0:15|None|(null)|
+132|132|FAILED|0:9|JobLaunchFailure|(null)|
+"""
+
+
+def test_parse_squeue_reads_either_exit_code_form():
+    """Slurm 22.05 prints a raw wait status, 24.11 EXIT:SIGNAL: the same outcome."""
+    from slurmc.backends.sbatch import parse_squeue
+
+    ids = ["104", "107", "130", "131", "132"]
+    old = {
+        k: (v.state, v.exit_code, v.signal) for k, v in parse_squeue(SQUEUE_FINISHED, ids).items()
+    }
+    new = parse_squeue(SQUEUE_FINISHED_24_11, ["88", *ids])
+    assert (new["88"].state, new["88"].exit_code, new["88"].signal) == ("FAILED", 3, 0)
+    assert {k: (v.state, v.exit_code, v.signal) for k, v in new.items() if k != "88"} == old
+
+
 def test_parse_squeue_live_jobs_have_no_exit_code_yet():
     from slurmc.backends.sbatch import parse_squeue
 

@@ -65,7 +65,8 @@ def test_every_reference_image_is_read():
     assert SIF_IMAGES.is_dir(), MISSING
     images = sorted(p.name for p in SIF_IMAGES.glob("*.sif"))
     assert set(GOLDEN_NAMES) <= set(images)
-    assert len(GOLDEN_NAMES) >= 17 and len(INFO_CASES) >= 8 and len(DUMP_CASES) >= 3
+    # sif 2.8.3 (Debian 12) has 3 dump goldens, 2.21.0 (Debian 13) 2
+    assert len(GOLDEN_NAMES) >= 17 and len(INFO_CASES) >= 8 and len(DUMP_CASES) >= 2
     for name in images:
         s = inspect(name)
         assert s["header"]["version"] == "01" and isinstance(s["descriptors"], list), name

@@ -52,8 +52,8 @@ def _host_image_facts() -> tuple[str, str, str]:
 
 
 #: the test images' python (X.Y, full version) and their os-release PRETTY_NAME
-IMAGE_PYVER, IMAGE_PY_FULL, _RELEASE = _host_image_facts()
-IMAGE_OS = f"slurmc test image (Debian {_RELEASE} userland)"
+IMAGE_PYVER, IMAGE_PY_FULL, IMAGE_RELEASE = _host_image_facts()
+IMAGE_OS = f"slurmc test image (Debian {IMAGE_RELEASE} userland)"
 FINAL_STATES = {
     "COMPLETED",
     "FAILED",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import IMAGE_PY_FULL, Images, slurmc
+from .conftest import IMAGE_PY_FULL, IMAGE_RELEASE, Images, slurmc
 
 pytestmark = pytest.mark.runtime
 
@@ -70,7 +70,7 @@ def test_every_format_reads_the_same(images: Images, oci_images, tmp_path: Path)
         ("directory", rootfs),
     ]:
         out = inspect_json(path, cwd=tmp_path)
-        assert out["os"]["ID"] == "debian" and out["os"]["VERSION_ID"] == "12"
+        assert out["os"]["ID"] == "debian" and out["os"]["VERSION_ID"] == IMAGE_RELEASE
         assert out["with_conda"]["value"] == WITH_CONDA
         assert packages(out) == (PIP, CONDA), name
         found[name] = out
