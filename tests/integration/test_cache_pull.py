@@ -332,7 +332,9 @@ def test_site_that_pulls_inside_the_job(cluster, registry, pushed, tmp_path):
     job = submitted_id(r)
     assert "pulling" not in r.stderr  # nothing pulled on the login node
     fields = wait_job(job, timeout=180)
-    text = output_of(r).read_text()
+    out = output_of(r)
+    assert out.exists(), (fields, r.stdout, r.stderr)  # the job's state when it wrote none
+    text = out.read_text()
     assert fields["JobState"] == "COMPLETED", text
     assert "slurmc test image" in text and (root / (ref + ".sqfs")).is_file()
 
