@@ -30,6 +30,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -492,8 +493,8 @@ def cmd_start(args: list[str], cfg: dict) -> int:
             err(f"No such file or directory: {image}")
     mounts = list(opts.get("mount", []))
     environ = list(opts.get("env", []))
-    for m in mounts:
-        if not re.fullmatch(r"[^\s]+:[^\s]+", m):
+    for m in mounts:  # SRC[:DST[:TYPE[:OPTIONS]]], made an fstab line with tr ':' ' '
+        if not re.fullmatch(r"[^\s:]+(:[^\s:]*){0,3}", m):
             err(f"Invalid argument: {m}")
     for e in environ:
         if not re.match(r"[A-Za-z_][A-Za-z0-9_]*(=|$)", e):
@@ -519,12 +520,14 @@ def cmd_start(args: list[str], cfg: dict) -> int:
     remap_root = bool(opts.get("root") or cfg["ENROOT_REMAP_ROOT"])
 
     # mounts: fstab lines "SRC DST [TYPE [OPTIONS]]" (CLI form is colon-separated)
-    binds: list[tuple[str, str]] = []
+    binds: list[tuple[str, str, bool]] = []
     mountpoints: list[tuple[str, bool]] = []
     for spec in [*conf_mounts, *[m.replace(":", " ") for m in mounts]]:
         fields = spec.split()
-        src, dst = fields[0], fields[1]
-        options = fields[3].split(",") if len(fields) > 3 else []
+        src = fields[0]
+        dst = fields[1] if len(fields) > 1 else src  # -m SRC: the same path inside
+        # enroot-mount: no options given -> a recursive bind that creates its mount point
+        options = fields[3].split(",") if len(fields) > 3 else ["rbind", "x-create=auto"]
         if src in ("none", "tmpfs"):
             continue  # kernel file systems: not emulated
         src = os.path.abspath(src)
@@ -540,7 +543,7 @@ def cmd_start(args: list[str], cfg: dict) -> int:
                     "No such file or directory"
                 )
             mountpoints.append((guest, os.path.isdir(src)))
-        binds.append((src, guest))
+        binds.append((src, guest, "ro" in options))  # enforced by C.namespace_wrapper
 
     # environment: the image's /etc/environment, the configuration, then --env
     env: dict[str, str] = {}
@@ -575,6 +578,10 @@ def cmd_start(args: list[str], cfg: dict) -> int:
         root = image
     else:
         root = C.prepare_rootfs(image, kind, mountpoints)
+        if not os.path.isdir(root):
+            # ch-run 0.31 runs a SquashFS file in a child and exits 1 when that child is
+            # killed; on a directory it execs, so a signal ends enroot with 128+N
+            root = C.unpack(root)
 
     rc_kind = C.guest_exists(root, "sandbox" if os.path.isdir(root) else "squashfs", "/etc/rc")
     if rc_text is not None:
@@ -592,18 +599,24 @@ def cmd_start(args: list[str], cfg: dict) -> int:
         cargs.append("--write")
     if remap_root:
         cargs += ["--uid=0", "--gid=0"]
-    for src, dst in binds:
+    prefix, ch_binds = C.namespace_wrapper(binds)
+    for src, dst in ch_binds:
         cargs.append(f"--bind={src}:{dst}")
-    cargs += [root, "--", *argv_in]
+    cargs = [*prefix, *cargs, root, "--", *argv_in]
     env = C.charliecloud_env(env)
     sys.stdout.flush()
     sys.stderr.flush()
     if cleanup is None:
-        os.execve(ch_run, cargs, env)
+        os.execve(cargs[0], cargs, env)
+    rc = 0
     try:
-        return subprocess.run(cargs, env=env).returncode
+        rc = subprocess.run(cargs, env=env).returncode
+        return rc
     finally:
         shutil.rmtree(cleanup, ignore_errors=True)
+        if rc < 0:  # killed: end the same way (128+N for the caller)
+            signal.signal(-rc, signal.SIG_DFL)
+            os.kill(os.getpid(), -rc)
 
 
 COMMANDS = {
