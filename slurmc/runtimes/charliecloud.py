@@ -77,9 +77,9 @@ class Charliecloud(Runtime):
                 ["ch-image", "-s", storage, "--no-cache", "pull", name],
                 {**_SYSTEM_PATH, "USER": _user()},
             ),
-            Step(
+            Step(  # ch-convert runs ch-image itself: $USER again
                 ["ch-convert", "-i", "ch-image", "-o", "squash", name, dest],
-                {**_SYSTEM_PATH, "CH_IMAGE_STORAGE": storage},
+                {**_SYSTEM_PATH, "CH_IMAGE_STORAGE": storage, "USER": _user()},
             ),
         ]
 
