@@ -18,9 +18,7 @@ def test_the_readme_layout_matches_the_tree():
     named = set(re.findall(r"`slurmc/([\w.]+?)/?`", _section()))
     package = REPO / "slurmc"
     actual = {p.name for p in package.iterdir() if (p / "__init__.py").is_file()}
-    actual |= {
-        p.name for p in package.glob("*.py") if p.name not in ("__init__.py", "__main__.py")
-    }
+    actual |= {p.name for p in package.glob("*.py") if p.name not in ("__init__.py", "__main__.py")}
     assert named == actual
 
 

@@ -26,18 +26,22 @@ option or a missing argument; the double prints it on stderr and exits 1.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import shlex
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
+import urllib.error
+import urllib.request
 
 import _common as C
 
-VERSION = "3.5.0-slurmc-double"
+VERSION = "4.1.2-slurmc-double"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 USAGES = {
@@ -275,6 +279,7 @@ def cmd_import(args: list[str], cfg: dict) -> int:
         err(f"File already exists: {filename}")
     arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(opts.get("arch", ""), opts.get("arch"))
     log("INFO", "Querying registry for permission grant")
+    manifest_head(registry, image, tag)
     log("INFO", "Fetching image manifest")
     work = tempfile.mkdtemp(prefix="enroot.", dir=cfg["ENROOT_TEMP_PATH"])
     try:
@@ -299,6 +304,47 @@ def cmd_import(args: list[str], cfg: dict) -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def _loopback(registry: str) -> bool:
+    host = registry[1:].split("]")[0] if registry.startswith("[") else registry.split(":")[0]
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def manifest_head(registry: str, image: str, tag: str) -> None:
+    """docker::_authenticate: `curl -I` of the manifest URL with no Accept header
+    (CURL_IGNORE=401), certificates as curl finds them (CURL_CA_BUNDLE, then
+    SSL_CERT_DIR, then SSL_CERT_FILE, then the system's). docker-registry 2.8 answers
+    404 there for an image pushed with an OCI manifest, so real enroot cannot import
+    it; nor can this double. Only for registries on this machine (no other network)."""
+    if not _loopback(registry):
+        return
+    url = f"https://{registry}/v2/{image}/manifests/{tag}"
+    env = os.environ
+    if env.get("CURL_CA_BUNDLE"):
+        ctx = ssl.create_default_context(cafile=env["CURL_CA_BUNDLE"])
+    elif env.get("SSL_CERT_DIR"):
+        ctx = ssl.create_default_context(capath=env["SSL_CERT_DIR"])
+    elif env.get("SSL_CERT_FILE"):
+        ctx = ssl.create_default_context(cafile=env["SSL_CERT_FILE"])
+    else:
+        ctx = ssl.create_default_context()
+    request = urllib.request.Request(url, method="HEAD")
+    try:
+        urllib.request.urlopen(request, context=ctx, timeout=30).close()
+    except urllib.error.HTTPError as e:
+        if e.code != 401:
+            err(f"URL {url} returned error code: {e.code} {e.reason}")
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        if isinstance(reason, ssl.SSLCertVerificationError):
+            err(f"curl: (60) SSL certificate problem: {reason.verify_message}")
+        err(f"curl: (7) Failed to connect to {registry}: {reason}")
 
 
 def configure_rootfs(rootfs: str, meta: dict) -> None:

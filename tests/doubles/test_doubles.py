@@ -614,7 +614,7 @@ def test_invocation_log_records_argv(double_env, tmp_path) -> None:
 
 
 def test_enroot_version(double_env) -> None:
-    assert text(run("enroot", "version", env=double_env).stdout).strip() == "3.5.0-slurmc-double"
+    assert text(run("enroot", "version", env=double_env).stdout).strip() == "4.1.2-slurmc-double"
 
 
 @pytest.mark.parametrize(
@@ -1306,6 +1306,30 @@ def test_pull_and_import_from_the_test_registry(double_env, image, tmp_path) -> 
     assert text(p.stdout).strip() == "run:a b", text(p.stderr)
     p = run("apptainer", "pull", f"docker://{ref}", env=env, cwd=tmp_path, timeout=300)
     assert p.returncode == 0 and (tmp_path / "doubles_1.sif").exists(), text(p.stderr)
+    # pushed with an OCI manifest: enroot's manifest HEAD (no Accept header) gets 404 from
+    # docker-registry 2.8, as real enroot 4.1.2 does; curl's CA variables, not requests'
+    p = run("enroot", "import", f"docker://{ref}", env=env, cwd=tmp_path, timeout=300)
+    assert_clean_error(p, 1, "SSL certificate problem")
+    env["CURL_CA_BUNDLE"] = os.environ["SLURMC_REGISTRY_CA"]
+    p = run("enroot", "import", f"docker://{ref}", env=env, cwd=tmp_path, timeout=300)
+    assert_clean_error(p, 1, "/v2/slurmc/doubles/manifests/1 returned error code: 404 Not Found")
+    v2s2 = subprocess.run(
+        [
+            str(REPO / "scripts" / "push-test-image"),
+            str(image["rootfs"]),
+            ref,
+            "--env",
+            "FROM_OCI=yes",
+            "--workdir",
+            "/opt/wd",
+            "--format",
+            "v2s2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert v2s2.returncode == 0, v2s2.stderr
     p = run("enroot", "import", f"docker://{ref}", env=env, cwd=tmp_path, timeout=300)
     assert p.returncode == 0, text(p.stderr)
     sqsh = tmp_path / "slurmc+doubles+1.sqsh"
