@@ -68,8 +68,13 @@ class Runtime:
     #: ``--env`` values go to slurmc's wrapper inside the container as arguments (the
     #: runtime's own way to pass variables changes some values)
     env_as_arguments: bool = False
-    #: the runtime passes bytes that are not UTF-8 through unchanged
+    #: the runtime passes bytes that are not UTF-8 through unchanged (in the command,
+    #: ``--env`` values and binds; else such values are refused)
     carries_non_utf8: bool = True
+    #: the command's words holding bytes that are not UTF-8 go in as ``printf %b``
+    #: escapes that a POSIX loop inside the container turns back into bytes (for
+    #: runtimes that carry the command only as UTF-8: podman's OCI config is JSON)
+    escapes_non_utf8_argv: bool = False
     #: the launch applies the image's own environment file when it has one (ch-run
     #: --set-env): slurmc reads whether it does (Job.image_environment)
     reads_image_environment: bool = False

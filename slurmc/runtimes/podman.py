@@ -18,6 +18,10 @@ class Podman(Runtime):
     mounts_workdir: bool = True
     format: str = "oci-archive"
     local_formats: tuple[str, ...] = ("oci-archive", "oci-layout")
+    # the command, -e values and -v paths go into the OCI config (JSON): Go turns bytes
+    # that are not UTF-8 into U+FFFD. Command words are escaped; other values refused.
+    carries_non_utf8: bool = False
+    escapes_non_utf8_argv: bool = True
 
     def venv_bind(self, source: str, mount_point: str) -> str:
         return f"{source}:{mount_point}:ro"

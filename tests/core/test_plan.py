@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -156,6 +157,49 @@ def test_words_that_are_not_utf8_pass_where_the_runtime_carries_them(image, clea
     site = load_site("devcluster", clean_env)
     req = JobRequest(image=str(image), command=("cat", NOT_UTF8), env=(f"V={NOT_UTF8}",))
     assert plan(req, site, clean_env, "/tmp").command == ("cat", NOT_UTF8)
+
+
+ECHO_BYTES = "import os, sys; print([os.fsencode(a).hex() for a in sys.argv[1:]])"
+
+
+@pytest.mark.parametrize("shell", ["sh", "dash", "bash"])
+def test_podman_escapes_words_that_are_not_utf8_and_the_container_decodes_them(
+    tmp_path, clean_env, shell
+):
+    """podman's OCI config is JSON (Go makes U+FFFD of other bytes): such a command goes
+    in as printf %b escapes, decoded by a POSIX loop (run here by a local *shell*)."""
+    image = tmp_path / "img.oci.tar"
+    image.write_bytes(b"x")
+    site = load_site("podman", clean_env)
+    words = [NOT_UTF8, ":", "a\\0101%b\\c", "x\n\n", "", "\udcff\udcc3\udca9 é"]
+    req = JobRequest(image=str(image), command=("python3", "-c", ECHO_BYTES, *words))
+    entry = plan(req, site, clean_env, str(tmp_path)).entry
+    assert entry.startswith("sh -c ") and " : " not in entry  # srun's separator: never bare
+    entry.encode("utf-8")  # nothing that podman would change
+    if shutil.which(shell) is None:
+        pytest.skip(f"{shell} not installed")
+    r = subprocess.run(
+        ["bash", "-c", entry.replace("sh -c ", f"{shell} -c ", 1)],  # the script is bash
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    assert r.stdout == repr([os.fsencode(w).hex() for w in words]) + "\n", r.stderr
+    # a command of UTF-8 only is rendered as before
+    req = JobRequest(image=str(image), command=("python3", "-c", ECHO_BYTES, "é", ":"))
+    assert "printf" not in plan(req, site, clean_env, str(tmp_path)).entry
+
+
+def test_podman_refuses_env_values_and_binds_that_are_not_utf8(tmp_path, clean_env):
+    image = tmp_path / "img.oci.tar"
+    image.write_bytes(b"x")
+    site = load_site("podman", clean_env)
+    for req in (
+        JobRequest(image=str(image), command=("x",), env=(f"V={NOT_UTF8}",)),
+        JobRequest(image=str(image), command=("x",), binds=(f"/d/{NOT_UTF8}",)),
+    ):
+        with pytest.raises(ValidationError, match=r"not UTF-8.*podman would change"):
+            plan(req, site, clean_env, str(tmp_path))
 
 
 def test_env_values_reach_the_command_exactly_through_the_inner_wrapper(image, clean_env):
