@@ -11,26 +11,19 @@ import json
 
 import pytest
 
-from .conftest import output_of, slurmc, submitted_id, wait_job
+from .conftest import PODMAN_CONF, output_of, slurmc, submitted_id, wait_job
 from .test_apptainer_values import HOSTILE_ENV
 from .test_cache_pull import pull_env, pushed, registry  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.cluster
 
-CONF = """[containers]
-default_ulimits = []
-
-[engine]
-cgroup_manager = "cgroupfs"
-runtime = "runc"
-"""
 ARGV = ["it's", 'say "hi"', "$HOME", "`id`", "a\\b", "new\nline", ":", "", "ünï ✓"]
 
 
 @pytest.fixture
 def podman_site(cluster, registry, pushed, tmp_path):  # noqa: F811
     conf = tmp_path / "containers.conf"
-    conf.write_text(CONF)
+    conf.write_text(PODMAN_CONF)
     env = {"CONTAINERS_CONF": str(conf), **pull_env(registry)}
     root = tmp_path / "oci"
     r = slurmc(
