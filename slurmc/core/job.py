@@ -70,7 +70,7 @@ class Job:
 
     @property
     def bind_words(self) -> list[Quoted]:
-        return [sh(b) for b in self.binds]
+        return [sh(self.runtime.bind_spec(b)) for b in self.binds]
 
     @property
     def env_pairs(self) -> list[tuple[Quoted, Quoted]]:

@@ -140,6 +140,11 @@ class Runtime:
         """The runtime's flags for *binds* (runtimes whose template asks for them)."""
         raise NotImplementedError
 
+    def bind_spec(self, bind: str) -> str:
+        """A checked ``SRC[:DST[:OPTIONS]]`` bind as this runtime's own bind flag takes it
+        (a template's ``job.bind_words``, :meth:`exec_argv`)."""
+        return bind
+
     def image_arg(self, path: str) -> str:
         """How a resolved image file is named on this runtime's command line."""
         return path

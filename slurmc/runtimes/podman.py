@@ -36,7 +36,7 @@ class Podman(Runtime):
         fmt: str = "",
         network: bool = False,
     ) -> list[str]:
-        flags = [w for b in binds for w in ("-v", b)]
+        flags = [w for b in binds for w in ("-v", self.bind_spec(b))]
         ref = self.image_arg(image) if fmt in ("", "oci-archive") else image  # a layout: as is
         net = ["--network=host"] if network else []
         return [executable, "run", "--rm", *net, *flags, ref, *command]
@@ -69,6 +69,11 @@ class Podman(Runtime):
 
     def relpath_to_name(self, relpath: str) -> str:
         return relpath.replace("+", ":")
+
+    def bind_spec(self, bind: str) -> str:
+        """``-v SRC`` alone is an anonymous volume mounted at SRC (empty, not the host's
+        directory): a bind without a destination goes in as ``SRC:SRC``."""
+        return bind if ":" in bind else f"{bind}:{bind}"
 
     def image_arg(self, path: str) -> str:
         return path if path.startswith("oci-archive:") else f"oci-archive:{path}"

@@ -297,3 +297,17 @@ def test_other_runtimes_carry_such_directories(tmp_path, clean_env):
     site = load_site("devcluster", clean_env)
     req = JobRequest(image=_img(tmp_path, "img.sqfs"), command=("true",))
     plan(req, site, clean_env, "/home/u/dir$x")  # ch-run gets -c "$PWD": not re-read by a shell
+
+
+def test_podman_bind_without_destination_is_a_bind_not_a_volume(tmp_path, clean_env):
+    """podman -v SRC alone is an anonymous (empty) volume at SRC: slurmc writes SRC:SRC."""
+    from slurmc.core.render import render_batch
+    from slurmc.runtimes import get_runtime
+
+    image = tmp_path / "img.oci.tar"
+    image.write_bytes(b"x")
+    req = JobRequest(image=str(image), command=("x",), binds=("/data", "/in:/dst:ro"))
+    script = render_batch(plan(req, load_site("podman", clean_env), clean_env, str(tmp_path)))
+    assert "-v /data:/data \\" in script and "-v /in:/dst:ro \\" in script
+    argv = get_runtime("podman").exec_argv("podman", "/i.tar", ["x"], ["/data", "/a:/b"])
+    assert argv[argv.index("-v") : argv.index("-v") + 4] == ["-v", "/data:/data", "-v", "/a:/b"]

@@ -85,3 +85,20 @@ def test_podman_job_exit_status_is_the_commands(podman_site, tmp_path):
         env=env,
     )
     assert r.returncode == 7, r.stderr
+
+
+def test_podman_bind_without_destination_shows_the_host_directory(podman_site, tmp_path):
+    """`--bind DIR` alone: podman's `-v DIR` would be an empty anonymous volume."""
+    root, ref, env = podman_site
+    data = tmp_path.parent / f"{tmp_path.name}-data"  # not under $PWD (mounted anyway)
+    data.mkdir()
+    (data / "f").write_text("from the host\n")
+    r = slurmc(
+        *("run", "--site", "podman", "--cache-dir", str(root), "--partition", "small"),
+        *("--bind", str(data), ref, "--", "cat", f"{data}/f"),
+        cwd=tmp_path,
+        env=env,
+    )
+    fields = wait_job(submitted_id(r), timeout=240)
+    text = output_of(r).read_text()
+    assert fields["JobState"] == "COMPLETED" and text.endswith("from the host\n"), text
