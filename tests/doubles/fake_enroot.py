@@ -17,11 +17,13 @@ Grammar sources (stored copies of NVIDIA/enroot):
     docker::configure (/etc/environment, /etc/rc, /etc/fstab, /etc/rc.local);
   * src/runtime.sh: create/start/list/remove checks and their messages ("No such file
     or directory: X", "Invalid argument: X", "File already exists: X", "Invalid image
-    format: X"), mount specs `^[^[:space:]]+:[^[:space:]]+$`, env names
+    format: X"), mount specs SRC[:DST[:TYPE[:OPTIONS]]] (`tr ':' ' '` into an fstab
+    line; no DST: the same path; no options: rbind,x-create=auto), env names
     `^[[:alpha:]_][[:alnum:]_]*(=|$)`;
   * src/common.sh common::err: `[ERROR] message` on stderr, exit 1.
-Deliberate difference: the real enroot exits 0 after printing the usage for an invalid
-option or a missing argument; the double prints it on stderr and exits 1.
+Imitates Enroot 4.1.2 (tag v4.1.2). Deliberate difference: the real enroot prints the
+usage for an invalid option or a missing argument on stdout (`enroot::usage CMD 1`,
+exit 1); the double prints it on stderr (exit 1 too).
 """
 
 from __future__ import annotations
