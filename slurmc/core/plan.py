@@ -79,8 +79,8 @@ def _check_paths_carried(runtime: Runtime, cwd: str, binds: tuple[str, ...]) -> 
         found = "".join(sorted(set(path) & bad))
         if found:
             raise ValidationError(
-                f"{what}: {path!r} holds {found!r}, which {runtime.name} (Pyxis's "
-                "--container-mounts) cannot carry safely; use a path without them"
+                f"{what}: {path!r} holds {found!r}, which {runtime.name} cannot carry "
+                f"safely ({runtime.unsafe_path_grammar}); use a path without them"
             )
 
 

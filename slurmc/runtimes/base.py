@@ -84,6 +84,8 @@ class Runtime:
     #: working directory (Pyxis hands mounts to a file that enroot sources with bash):
     #: such paths are refused before anything is submitted
     unsafe_path_chars: str = ""
+    #: whose grammar that is, for the error line
+    unsafe_path_grammar: str = "its bind syntax"
 
     @property
     def executable(self) -> str:

@@ -22,6 +22,9 @@ class Podman(Runtime):
     # that are not UTF-8 into U+FFFD. Command words are escaped; other values refused.
     carries_non_utf8: bool = False
     escapes_non_utf8_argv: bool = True
+    # -v SRC:DST[:OPTIONS] (the working directory too: -v "$PWD:$PWD") splits at ':'
+    unsafe_path_chars: str = ":"
+    unsafe_path_grammar: str = "podman's -v SRC:DST"
 
     def venv_bind(self, source: str, mount_point: str) -> str:
         return f"{source}:{mount_point}:ro"

@@ -311,3 +311,12 @@ def test_podman_bind_without_destination_is_a_bind_not_a_volume(tmp_path, clean_
     assert "-v /data:/data \\" in script and "-v /in:/dst:ro \\" in script
     argv = get_runtime("podman").exec_argv("podman", "/i.tar", ["x"], ["/data", "/a:/b"])
     assert argv[argv.index("-v") : argv.index("-v") + 4] == ["-v", "/data:/data", "-v", "/a:/b"]
+
+
+def test_podman_refuses_a_working_directory_with_a_colon(tmp_path, clean_env):
+    """-v "$PWD:$PWD" splits at ':' (podman's -v SRC:DST[:OPTIONS]); '$' and the rest pass."""
+    site = load_site("podman", clean_env)
+    req = JobRequest(image=_img(tmp_path, "img.oci.tar"), command=("true",))
+    with pytest.raises(ValidationError, match=r"working directory.*podman's -v SRC:DST"):
+        plan(req, site, clean_env, "/home/u/a:b")
+    plan(req, site, clean_env, '/home/u/dir$x `y` "z"')
