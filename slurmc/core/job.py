@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from slurmc.core.resources import Resources
 from slurmc.core.roots import ResolvedImage, Roots
 from slurmc.core.sites import Site
-from slurmc.grammar.quoting import Quoted, comment, directive, sh, sh_join
+from slurmc.grammar.quoting import Quoted, comment, directive, is_utf8, printf_b, sh, sh_join
 from slurmc.runtimes import Runtime
 
 
@@ -70,7 +70,7 @@ class Job:
 
     @property
     def bind_words(self) -> list[Quoted]:
-        return [sh(b) for b in self.binds]
+        return [sh(self.runtime.bind_spec(b)) for b in self.binds]
 
     @property
     def env_pairs(self) -> list[tuple[Quoted, Quoted]]:
@@ -125,6 +125,8 @@ class Job:
         words = list(self.command)
         pairs = [f"{k}={v}" for k, v in self.env] if self.runtime.env_as_arguments else []
         run = 'exec "$@"'
+        if self.runtime.escapes_non_utf8_argv and not all(is_utf8(w) for w in words):
+            return self._escaped_entry(steps, pairs, words)
         if ":" in words:
             words = ["+" + w for w in words]
             run = 'a=(); for w in "$@"; do a+=("${w#+}"); done; exec "${a[@]}"'
@@ -135,6 +137,23 @@ class Job:
             words = pairs + words
         script = " && ".join([*steps, run]) if steps else run
         return Quoted(f"bash -c {sh(script)} slurmc {sh_join(words)}")
+
+    @staticmethod
+    def _escaped_entry(steps: list[str], pairs: list[str], words: list[str]) -> Quoted:
+        """The entry for a runtime that would turn bytes that are not UTF-8 into U+FFFD:
+        every argument goes in as ``printf %b`` octal escapes behind a ``+`` (ASCII for
+        those bytes, never a bare ``:`` for srun) and a POSIX loop inside the container
+        turns it back into bytes; ``x`` keeps trailing newlines from ``$(...)``."""
+        if pairs:
+            steps = [f'export "${{@:1:{len(pairs)}}}"', f"shift {len(pairs)}", *steps]
+        decode = (
+            'n=$#; while [ "$n" -gt 0 ]; do w=$(printf "%bx" "${1#+}"); shift; '
+            'set -- "$@" "${w%x}"; n=$((n-1)); done'
+        )
+        script = "; ".join([decode, " && ".join([*steps, 'exec "$@"'])])
+        shell = "bash" if steps else "sh"  # the steps may be bash's; the loop is POSIX
+        escaped = ["+" + printf_b(w) for w in (*pairs, *words)]
+        return Quoted(f"{shell} -c {sh(script)} slurmc {sh_join(escaped)}")
 
     @property
     def pull_step(self) -> Quoted | None:

@@ -19,6 +19,7 @@ from slurmc.core.roots import ResolvedImage, Roots, site_roots
 from slurmc.core.sites import Partition, Site
 from slurmc.errors import ValidationError
 from slurmc.grammar.quoting import has_control
+from slurmc.grammar.quoting import is_utf8 as _is_utf8
 from slurmc.grammar.refs import parse_image
 from slurmc.paths import bundled_dir, config_home
 from slurmc.runtimes import Runtime, get_runtime
@@ -78,8 +79,8 @@ def _check_paths_carried(runtime: Runtime, cwd: str, binds: tuple[str, ...]) -> 
         found = "".join(sorted(set(path) & bad))
         if found:
             raise ValidationError(
-                f"{what}: {path!r} holds {found!r}, which {runtime.name} (Pyxis's "
-                "--container-mounts) cannot carry safely; use a path without them"
+                f"{what}: {path!r} holds {found!r}, which {runtime.name} cannot carry "
+                f"safely ({runtime.unsafe_path_grammar}); use a path without them"
             )
 
 
@@ -166,7 +167,9 @@ def plan(request: JobRequest, site: Site, env: Mapping[str, str], cwd: str) -> J
     for word in request.command:
         if "\x00" in word:
             raise ValidationError("the command holds a NUL byte, which no process can receive")
-        if not runtime.carries_non_utf8 and not _is_utf8(word):
+        if runtime.carries_non_utf8 or runtime.escapes_non_utf8_argv:
+            continue
+        if not _is_utf8(word):
             raise ValidationError(
                 f"the command word {_shown(word)} holds bytes that are not UTF-8, which "
                 f"{runtime.name} would change into U+FFFD; rename the file or pass the "
@@ -260,15 +263,6 @@ def _check_carried(runtime: Runtime, bind: str) -> None:
             f"--bind: {_shown(bind)}: it holds bytes that are not UTF-8, which "
             f"{runtime.name} would change"
         )
-
-
-def _is_utf8(text: str) -> bool:
-    """Whether *text* (bytes decoded with surrogateescape, as argv is) is valid UTF-8."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _shown(text: str) -> str:

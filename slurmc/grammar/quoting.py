@@ -32,6 +32,28 @@ def has_control(value: str) -> bool:
     return bool(_CONTROL.search(value)) or any(unicodedata.category(ch) == "Cc" for ch in value)
 
 
+def is_utf8(text: str) -> bool:
+    """Whether *text* (bytes decoded with surrogateescape, as argv is) is valid UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def printf_b(word: str) -> str:
+    """*word* as an argument of ``printf %b`` that prints its bytes: backslashes and
+    bytes that are not UTF-8 as ``\\0NNN`` octal escapes, everything else as it is
+    (``%b`` reads no ``%`` in its argument). The result is valid UTF-8."""
+    out: list[str] = []
+    for ch in word:
+        if ch == "\\" or not is_utf8(ch):
+            out.extend(f"\\0{b:03o}" for b in ch.encode("utf-8", "surrogateescape"))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
 def sh(value: object) -> Quoted:
     """Quote *value* as one bash word."""
     if isinstance(value, Quoted):
@@ -41,7 +63,7 @@ def sh(value: object) -> Quoted:
         return Quoted(text)
     if not has_control(text):
         return Quoted("'" + text.replace("'", "'\\''") + "'")
-    out = []
+    out: list[str] = []
     for ch in text:
         if ch == "\\":
             out.append("\\\\")

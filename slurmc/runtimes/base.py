@@ -82,8 +82,13 @@ class Runtime:
     #: ``--env`` values go to slurmc's wrapper inside the container as arguments (the
     #: runtime's own way to pass variables changes some values)
     env_as_arguments: bool = False
-    #: the runtime passes bytes that are not UTF-8 through unchanged
+    #: the runtime passes bytes that are not UTF-8 through unchanged (in the command,
+    #: ``--env`` values and binds; else such values are refused)
     carries_non_utf8: bool = True
+    #: the command's words holding bytes that are not UTF-8 go in as ``printf %b``
+    #: escapes that a POSIX loop inside the container turns back into bytes (for
+    #: runtimes that carry the command only as UTF-8: podman's OCI config is JSON)
+    escapes_non_utf8_argv: bool = False
     #: the launch applies the image's own environment file when it has one (ch-run
     #: --set-env): slurmc reads whether it does (Job.image_environment)
     reads_image_environment: bool = False
@@ -93,6 +98,8 @@ class Runtime:
     #: working directory (Pyxis hands mounts to a file that enroot sources with bash):
     #: such paths are refused before anything is submitted
     unsafe_path_chars: str = ""
+    #: whose grammar that is, for the error line
+    unsafe_path_grammar: str = "its bind syntax"
 
     @property
     def executable(self) -> str:
@@ -148,6 +155,11 @@ class Runtime:
     def bind_args(self, binds: Sequence[str]) -> list[str]:
         """The runtime's flags for *binds* (runtimes whose template asks for them)."""
         raise NotImplementedError
+
+    def bind_spec(self, bind: str) -> str:
+        """A checked ``SRC[:DST[:OPTIONS]]`` bind as this runtime's own bind flag takes it
+        (a template's ``job.bind_words``, :meth:`exec_argv`)."""
+        return bind
 
     def image_arg(self, path: str) -> str:
         """How a resolved image file is named on this runtime's command line."""

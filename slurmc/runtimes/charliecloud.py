@@ -85,11 +85,11 @@ class Charliecloud(Runtime):
                 ["ch-image", "-s", storage, "--no-cache", *auth, "pull", name],
                 {**_SYSTEM_PATH, "USER": _user(), **secret},
             ),
-            Step(
+            Step(  # ch-convert runs ch-image itself: $USER again
                 ["ch-convert", "-i", "ch-image", "-o", "squash", name, dest],
                 # its work directory in ours: a killed or failed ch-convert leaves it
                 # behind (empty ch-convert.* directories piled up in /var/tmp here)
-                {**_SYSTEM_PATH, "CH_IMAGE_STORAGE": storage, "TMPDIR": scratch},
+                {**_SYSTEM_PATH, "CH_IMAGE_STORAGE": storage, "USER": _user(), "TMPDIR": scratch},
             ),
         ]
 

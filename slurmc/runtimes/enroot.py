@@ -38,6 +38,7 @@ class Enroot(Runtime):
     #: `$`, backticks and quotes would be expanded on the compute node; `,` and `:`
     #: split the list and the entry
     unsafe_path_chars: str = "$`\"'\\,:;&|<>()*?[]{}~#!"
+    unsafe_path_grammar: str = "Pyxis's --container-mounts"
     #: `slurmc inspect --exec` runs enroot images on a node, through Pyxis (--on-node)
     local_exec: bool = False
 

@@ -20,6 +20,13 @@ class Podman(Runtime):
     mounts_workdir: bool = True
     format: str = "oci-archive"
     local_formats: tuple[str, ...] = ("oci-archive", "oci-layout")
+    # the command, -e values and -v paths go into the OCI config (JSON): Go turns bytes
+    # that are not UTF-8 into U+FFFD. Command words are escaped; other values refused.
+    carries_non_utf8: bool = False
+    escapes_non_utf8_argv: bool = True
+    # -v SRC:DST[:OPTIONS] (the working directory too: -v "$PWD:$PWD") splits at ':'
+    unsafe_path_chars: str = ":"
+    unsafe_path_grammar: str = "podman's -v SRC:DST"
 
     def venv_bind(self, source: str, mount_point: str) -> str:
         return f"{source}:{mount_point}:ro"
@@ -34,7 +41,7 @@ class Podman(Runtime):
         fmt: str = "",
         network: bool = False,
     ) -> list[str]:
-        flags = [w for b in binds for w in ("-v", b)]
+        flags = [w for b in binds for w in ("-v", self.bind_spec(b))]
         ref = self.image_arg(image) if fmt in ("", "oci-archive") else image  # a layout: as is
         net = ["--network=host"] if network else []
         return [executable, "run", "--rm", *net, *flags, ref, *command]
@@ -78,6 +85,11 @@ class Podman(Runtime):
 
     def relpath_to_name(self, relpath: str) -> str:
         return relpath.replace("+", ":")
+
+    def bind_spec(self, bind: str) -> str:
+        """``-v SRC`` alone is an anonymous volume mounted at SRC (empty, not the host's
+        directory): a bind without a destination goes in as ``SRC:SRC``."""
+        return bind if ":" in bind else f"{bind}:{bind}"
 
     def image_arg(self, path: str) -> str:
         return path if path.startswith("oci-archive:") else f"oci-archive:{path}"

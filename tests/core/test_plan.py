@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -158,6 +159,49 @@ def test_words_that_are_not_utf8_pass_where_the_runtime_carries_them(image, clea
     assert plan(req, site, clean_env, "/tmp").command == ("cat", NOT_UTF8)
 
 
+ECHO_BYTES = "import os, sys; print([os.fsencode(a).hex() for a in sys.argv[1:]])"
+
+
+@pytest.mark.parametrize("shell", ["sh", "dash", "bash"])
+def test_podman_escapes_words_that_are_not_utf8_and_the_container_decodes_them(
+    tmp_path, clean_env, shell
+):
+    """podman's OCI config is JSON (Go makes U+FFFD of other bytes): such a command goes
+    in as printf %b escapes, decoded by a POSIX loop (run here by a local *shell*)."""
+    image = tmp_path / "img.oci.tar"
+    image.write_bytes(b"x")
+    site = load_site("podman", clean_env)
+    words = [NOT_UTF8, ":", "a\\0101%b\\c", "x\n\n", "", "\udcff\udcc3\udca9 é"]
+    req = JobRequest(image=str(image), command=("python3", "-c", ECHO_BYTES, *words))
+    entry = plan(req, site, clean_env, str(tmp_path)).entry
+    assert entry.startswith("sh -c ") and " : " not in entry  # srun's separator: never bare
+    entry.encode("utf-8")  # nothing that podman would change
+    if shutil.which(shell) is None:
+        pytest.skip(f"{shell} not installed")
+    r = subprocess.run(
+        ["bash", "-c", entry.replace("sh -c ", f"{shell} -c ", 1)],  # the script is bash
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    assert r.stdout == repr([os.fsencode(w).hex() for w in words]) + "\n", r.stderr
+    # a command of UTF-8 only is rendered as before
+    req = JobRequest(image=str(image), command=("python3", "-c", ECHO_BYTES, "é", ":"))
+    assert "printf" not in plan(req, site, clean_env, str(tmp_path)).entry
+
+
+def test_podman_refuses_env_values_and_binds_that_are_not_utf8(tmp_path, clean_env):
+    image = tmp_path / "img.oci.tar"
+    image.write_bytes(b"x")
+    site = load_site("podman", clean_env)
+    for req in (
+        JobRequest(image=str(image), command=("x",), env=(f"V={NOT_UTF8}",)),
+        JobRequest(image=str(image), command=("x",), binds=(f"/d/{NOT_UTF8}",)),
+    ):
+        with pytest.raises(ValidationError, match=r"not UTF-8.*podman would change"):
+            plan(req, site, clean_env, str(tmp_path))
+
+
 def test_env_values_reach_the_command_exactly_through_the_inner_wrapper(image, clean_env):
     """The entry run by a local bash (standing in for the container): values arrive exactly."""
     values = {"A": 'say "hi"', "B": "x,y=z", "C": "$HOME `id`", "D": "end\\", "E": "l1\nl2\n"}
@@ -253,3 +297,26 @@ def test_other_runtimes_carry_such_directories(tmp_path, clean_env):
     site = load_site("devcluster", clean_env)
     req = JobRequest(image=_img(tmp_path, "img.sqfs"), command=("true",))
     plan(req, site, clean_env, "/home/u/dir$x")  # ch-run gets -c "$PWD": not re-read by a shell
+
+
+def test_podman_bind_without_destination_is_a_bind_not_a_volume(tmp_path, clean_env):
+    """podman -v SRC alone is an anonymous (empty) volume at SRC: slurmc writes SRC:SRC."""
+    from slurmc.core.render import render_batch
+    from slurmc.runtimes import get_runtime
+
+    image = tmp_path / "img.oci.tar"
+    image.write_bytes(b"x")
+    req = JobRequest(image=str(image), command=("x",), binds=("/data", "/in:/dst:ro"))
+    script = render_batch(plan(req, load_site("podman", clean_env), clean_env, str(tmp_path)))
+    assert "-v /data:/data \\" in script and "-v /in:/dst:ro \\" in script
+    argv = get_runtime("podman").exec_argv("podman", "/i.tar", ["x"], ["/data", "/a:/b"])
+    assert argv[argv.index("-v") : argv.index("-v") + 4] == ["-v", "/data:/data", "-v", "/a:/b"]
+
+
+def test_podman_refuses_a_working_directory_with_a_colon(tmp_path, clean_env):
+    """-v "$PWD:$PWD" splits at ':' (podman's -v SRC:DST[:OPTIONS]); '$' and the rest pass."""
+    site = load_site("podman", clean_env)
+    req = JobRequest(image=_img(tmp_path, "img.oci.tar"), command=("true",))
+    with pytest.raises(ValidationError, match=r"working directory.*podman's -v SRC:DST"):
+        plan(req, site, clean_env, "/home/u/a:b")
+    plan(req, site, clean_env, '/home/u/dir$x `y` "z"')

@@ -466,3 +466,47 @@ def mksquashfs(srcdir: str, out: str, options: list[str] | None = None) -> None:
         ],
         f"while creating {out}",
     )
+
+
+# ------------------------------------------------- read-only binds and namespaces
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def namespace_wrapper(
+    binds: list[tuple[str, str, bool]], unshare: tuple[str, ...] = ()
+) -> tuple[list[str], list[tuple[str, str]]]:
+    """What ch-run lacks: read-only binds and new net/ipc/uts namespaces.
+
+    ch-run 0.31 has no read-only bind. Each read-only source is bound onto a view in a
+    tmpfs and remounted read-only there, inside a private mount namespace made with
+    `unshare` (as root; otherwise in a user namespace of its own); ch-run then binds the
+    view, and a bind of a read-only mount stays read-only. `unshare` execs, so the
+    command stays the process the caller started (exit statuses and signals pass).
+    Returns (argv prefix, binds for ch-run)."""
+    ro = [b for b in binds if b[2]]
+    if not ro and not unshare:
+        return [], [(s, d) for s, d, _ in binds]
+    views = os.path.join(cache_root(), "ro-views")  # stays empty: the tmpfs is private
+    os.makedirs(views, exist_ok=True)
+    script = ["set -e"]
+    if ro:
+        script.append('mount -t tmpfs slurmc-ro-views "$0"')
+    args: list[str] = []
+    out: list[tuple[str, str]] = []
+    for src, dst, read_only in binds:
+        if not read_only:
+            out.append((src, dst))
+            continue
+        args.append(src)
+        n = len(args)
+        script.append(('mkdir "$0/%d"' if os.path.isdir(src) else ': > "$0/%d"') % n)
+        script.append(f'mount --bind "${{{n}}}" "$0/{n}"')
+        script.append(f'mount -o remount,bind,ro "$0/{n}"')
+        out.append((f"{views}/{n}", dst))
+    script.append(f'shift {len(args)}; exec "$@"')
+    prefix = [find_tool("unshare"), "--mount", "--propagation", "private"]
+    if os.geteuid() != 0:
+        prefix[1:1] = ["--user", "--map-root-user"]
+    prefix += [f"--{ns}" for ns in unshare]
+    return [*prefix, "/bin/sh", "-c", "\n".join(script), views, *args], out

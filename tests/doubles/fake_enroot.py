@@ -17,26 +17,33 @@ Grammar sources (stored copies of NVIDIA/enroot):
     docker::configure (/etc/environment, /etc/rc, /etc/fstab, /etc/rc.local);
   * src/runtime.sh: create/start/list/remove checks and their messages ("No such file
     or directory: X", "Invalid argument: X", "File already exists: X", "Invalid image
-    format: X"), mount specs `^[^[:space:]]+:[^[:space:]]+$`, env names
+    format: X"), mount specs SRC[:DST[:TYPE[:OPTIONS]]] (`tr ':' ' '` into an fstab
+    line; no DST: the same path; no options: rbind,x-create=auto), env names
     `^[[:alpha:]_][[:alnum:]_]*(=|$)`;
   * src/common.sh common::err: `[ERROR] message` on stderr, exit 1.
-Deliberate difference: the real enroot exits 0 after printing the usage for an invalid
-option or a missing argument; the double prints it on stderr and exits 1.
+Imitates Enroot 4.1.2 (tag v4.1.2). Deliberate difference: the real enroot prints the
+usage for an invalid option or a missing argument on stdout (`enroot::usage CMD 1`,
+exit 1); the double prints it on stderr (exit 1 too).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import shlex
 import shutil
+import signal
+import ssl
 import subprocess
 import sys
 import tempfile
+import urllib.error
+import urllib.request
 
 import _common as C
 
-VERSION = "3.5.0-slurmc-double"
+VERSION = "4.1.2-slurmc-double"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 USAGES = {
@@ -274,6 +281,7 @@ def cmd_import(args: list[str], cfg: dict) -> int:
         err(f"File already exists: {filename}")
     arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(opts.get("arch", ""), opts.get("arch"))
     log("INFO", "Querying registry for permission grant")
+    manifest_head(registry, image, tag)
     log("INFO", "Fetching image manifest")
     work = tempfile.mkdtemp(prefix="enroot.", dir=cfg["ENROOT_TEMP_PATH"])
     try:
@@ -298,6 +306,47 @@ def cmd_import(args: list[str], cfg: dict) -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def _loopback(registry: str) -> bool:
+    host = registry[1:].split("]")[0] if registry.startswith("[") else registry.split(":")[0]
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def manifest_head(registry: str, image: str, tag: str) -> None:
+    """docker::_authenticate: `curl -I` of the manifest URL with no Accept header
+    (CURL_IGNORE=401), certificates as curl finds them (CURL_CA_BUNDLE, then
+    SSL_CERT_DIR, then SSL_CERT_FILE, then the system's). docker-registry 2.8 answers
+    404 there for an image pushed with an OCI manifest, so real enroot cannot import
+    it; nor can this double. Only for registries on this machine (no other network)."""
+    if not _loopback(registry):
+        return
+    url = f"https://{registry}/v2/{image}/manifests/{tag}"
+    env = os.environ
+    if env.get("CURL_CA_BUNDLE"):
+        ctx = ssl.create_default_context(cafile=env["CURL_CA_BUNDLE"])
+    elif env.get("SSL_CERT_DIR"):
+        ctx = ssl.create_default_context(capath=env["SSL_CERT_DIR"])
+    elif env.get("SSL_CERT_FILE"):
+        ctx = ssl.create_default_context(cafile=env["SSL_CERT_FILE"])
+    else:
+        ctx = ssl.create_default_context()
+    request = urllib.request.Request(url, method="HEAD")
+    try:
+        urllib.request.urlopen(request, context=ctx, timeout=30).close()
+    except urllib.error.HTTPError as e:
+        if e.code != 401:
+            err(f"URL {url} returned error code: {e.code} {e.reason}")
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        if isinstance(reason, ssl.SSLCertVerificationError):
+            err(f"curl: (60) SSL certificate problem: {reason.verify_message}")
+        err(f"curl: (7) Failed to connect to {registry}: {reason}")
 
 
 def configure_rootfs(rootfs: str, meta: dict) -> None:
@@ -492,8 +541,8 @@ def cmd_start(args: list[str], cfg: dict) -> int:
             err(f"No such file or directory: {image}")
     mounts = list(opts.get("mount", []))
     environ = list(opts.get("env", []))
-    for m in mounts:
-        if not re.fullmatch(r"[^\s]+:[^\s]+", m):
+    for m in mounts:  # SRC[:DST[:TYPE[:OPTIONS]]], made an fstab line with tr ':' ' '
+        if not re.fullmatch(r"[^\s:]+(:[^\s:]*){0,3}", m):
             err(f"Invalid argument: {m}")
     for e in environ:
         if not re.match(r"[A-Za-z_][A-Za-z0-9_]*(=|$)", e):
@@ -519,12 +568,14 @@ def cmd_start(args: list[str], cfg: dict) -> int:
     remap_root = bool(opts.get("root") or cfg["ENROOT_REMAP_ROOT"])
 
     # mounts: fstab lines "SRC DST [TYPE [OPTIONS]]" (CLI form is colon-separated)
-    binds: list[tuple[str, str]] = []
+    binds: list[tuple[str, str, bool]] = []
     mountpoints: list[tuple[str, bool]] = []
     for spec in [*conf_mounts, *[m.replace(":", " ") for m in mounts]]:
         fields = spec.split()
-        src, dst = fields[0], fields[1]
-        options = fields[3].split(",") if len(fields) > 3 else []
+        src = fields[0]
+        dst = fields[1] if len(fields) > 1 else src  # -m SRC: the same path inside
+        # enroot-mount: no options given -> a recursive bind that creates its mount point
+        options = fields[3].split(",") if len(fields) > 3 else ["rbind", "x-create=auto"]
         if src in ("none", "tmpfs"):
             continue  # kernel file systems: not emulated
         src = os.path.abspath(src)
@@ -540,7 +591,7 @@ def cmd_start(args: list[str], cfg: dict) -> int:
                     "No such file or directory"
                 )
             mountpoints.append((guest, os.path.isdir(src)))
-        binds.append((src, guest))
+        binds.append((src, guest, "ro" in options))  # enforced by C.namespace_wrapper
 
     # environment: the image's /etc/environment, the configuration, then --env
     env: dict[str, str] = {}
@@ -575,6 +626,10 @@ def cmd_start(args: list[str], cfg: dict) -> int:
         root = image
     else:
         root = C.prepare_rootfs(image, kind, mountpoints)
+        if not os.path.isdir(root):
+            # ch-run 0.31 runs a SquashFS file in a child and exits 1 when that child is
+            # killed; on a directory it execs, so a signal ends enroot with 128+N
+            root = C.unpack(root)
 
     rc_kind = C.guest_exists(root, "sandbox" if os.path.isdir(root) else "squashfs", "/etc/rc")
     if rc_text is not None:
@@ -592,18 +647,24 @@ def cmd_start(args: list[str], cfg: dict) -> int:
         cargs.append("--write")
     if remap_root:
         cargs += ["--uid=0", "--gid=0"]
-    for src, dst in binds:
+    prefix, ch_binds = C.namespace_wrapper(binds)
+    for src, dst in ch_binds:
         cargs.append(f"--bind={src}:{dst}")
-    cargs += [root, "--", *argv_in]
+    cargs = [*prefix, *cargs, root, "--", *argv_in]
     env = C.charliecloud_env(env)
     sys.stdout.flush()
     sys.stderr.flush()
     if cleanup is None:
-        os.execve(ch_run, cargs, env)
+        os.execve(cargs[0], cargs, env)
+    rc = 0
     try:
-        return subprocess.run(cargs, env=env).returncode
+        rc = subprocess.run(cargs, env=env).returncode
+        return rc
     finally:
         shutil.rmtree(cleanup, ignore_errors=True)
+        if rc < 0:  # killed: end the same way (128+N for the caller)
+            signal.signal(-rc, signal.SIG_DFL)
+            os.kill(os.getpid(), -rc)
 
 
 COMMANDS = {

@@ -191,6 +191,7 @@ PYXIS_LONG = {
     "container-writable": N,
     "container-readonly": N,
     "container-env": R,
+    "container-unshare": R,  # 0.24
 }
 ALL_LONG = {**SRUN_LONG, **PYXIS_LONG}
 
@@ -301,6 +302,7 @@ def pyxis_args(options: list[tuple[str, str | None]]) -> dict:
         "entrypoint_log": -1,
         "writable": -1,
         "env_vars": [],
+        "unshare": [],
     }
 
     def fail(msg: str, opt: str, arg: str | None):
@@ -394,6 +396,16 @@ def pyxis_args(options: list[tuple[str, str | None]]) -> dict:
                     fail(f"pyxis: --container-env: invalid format: {arg}", opt, arg)
                 if name not in a["env_vars"]:
                     a["env_vars"].append(name)
+        elif opt == "container-unshare":  # args.c spank_option_container_unshare (0.24)
+            if not arg:
+                fail("pyxis: --container-unshare: argument required", opt, arg)
+            for ns in arg.split(","):
+                if not ns:
+                    fail("pyxis: --container-unshare: empty namespace argument", opt, arg)
+                if ns not in ("net", "ipc", "uts"):
+                    fail(f"pyxis: --container-unshare: unknown namespace '{ns}'", opt, arg)
+                if ns not in a["unshare"]:
+                    a["unshare"].append(ns)
         elif opt in ("container-mount-home", "no-container-mount-home"):
             toggle(
                 "mount_home",
@@ -434,6 +446,7 @@ ENV_OPTIONS = [  # pyxis_args_check_environment_variables: used when not on the 
     ("PYXIS_CONTAINER_NAME", "container-name", "name"),
     ("PYXIS_CONTAINER_SAVE", "container-save", "save"),
     ("PYXIS_CONTAINER_ENV", "container-env", "env_vars"),
+    ("PYXIS_CONTAINER_UNSHARE", "container-unshare", "unshare"),
 ]
 ENV_BOOLS = [
     ("PYXIS_CONTAINER_MOUNT_HOME", "mount_home", False),

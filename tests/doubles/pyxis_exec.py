@@ -25,6 +25,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -75,7 +76,8 @@ def import_image(image: str, spec: dict) -> str:
                 "pyxis: couldn't start container",
             )
         return path
-    uri = "docker://" + image
+    # Pyxis passes docker:// and dockerd:// URIs through as they are (enroot.c)
+    uri = image if image.startswith(("docker://", "dockerd://")) else "docker://" + image
     final = os.path.join(
         C.cache_root(), "pyxis-" + hashlib.sha256(uri.encode()).hexdigest()[:24] + ".sqsh"
     )
@@ -107,7 +109,36 @@ def image_workdir(root: str, kind: str) -> str:
     return (m.group(1) or m.group(2) or m.group(3)) if m else "/"
 
 
+def check_mount_sources(spec: dict) -> None:
+    """Pyxis 0.24's validate_mount_sources: absolute sources must exist (ENOENT/ENOTDIR)."""
+    for m in spec.get("mounts") or []:
+        src = m["source"]
+        if not src.startswith("/"):
+            continue
+        try:
+            os.stat(src)
+        except (FileNotFoundError, NotADirectoryError):
+            fail(
+                f"pyxis: --container-mounts: source path does not exist: {src}",
+                "pyxis: couldn't start container",
+            )
+        except OSError:
+            pass  # enroot tries the mount and reports its own error
+
+
+def find_command(root: str, kind: str, argv0: str, path: str) -> bool:
+    """Whether execve/execvp of argv0 inside the image would find a file."""
+    if "/" in argv0:
+        return C.guest_exists(root, kind, argv0) == "f"
+    return any(
+        C.guest_exists(root, kind, os.path.join(d or ".", argv0)) == "f"
+        for d in path.split(":")
+        if d.startswith("/")
+    )
+
+
 def run(spec: dict, command: list[str]) -> int:
+    check_mount_sources(spec)
     cwd = os.getcwd()
     cleanup: list[str] = []
     save_from = None
@@ -174,7 +205,7 @@ def run(spec: dict, command: list[str]) -> int:
             root = sqsh
 
     # mounts: SRC:DST[:FLAGS] with enroot's x-create=auto default for paths
-    binds: list[tuple[str, str]] = []
+    binds: list[tuple[str, str, bool]] = []
     mountpoints: list[tuple[str, bool]] = []
     home = os.environ.get("HOME")
     mounts = list(spec.get("mounts") or [])
@@ -199,9 +230,8 @@ def run(spec: dict, command: list[str]) -> int:
                 "No such file or directory",
                 "pyxis: couldn't start container",
             )
-        del flags  # ro, rbind, ...: ch-run binds read-write (see README)
         mountpoints.append((guest, os.path.isdir(src)))
-        binds.append((src, guest))
+        binds.append((src, guest, "ro" in flags))  # enforced by C.namespace_wrapper
     try:
         if kind == "sandbox":
             for p, d in mountpoints:
@@ -209,7 +239,11 @@ def run(spec: dict, command: list[str]) -> int:
                     C.create_mountpoint(root, p, d)
         else:
             root = C.prepare_rootfs(root, kind, mountpoints)
-            kind = "sandbox" if os.path.isdir(root) else "squashfs"
+            if not os.path.isdir(root):
+                # ch-run 0.31 runs a SquashFS file in a child and exits 1 when that child
+                # is killed; on a directory it execs, so 143/137 reach srun as with Pyxis
+                root = C.unpack(root)
+            kind = "sandbox"
     except C.DoubleError as e:
         fail(
             "pyxis: container start failed with error code: 1",
@@ -217,32 +251,52 @@ def run(spec: dict, command: list[str]) -> int:
             "pyxis: couldn't start container",
         )
 
-    # environment: the task's, the image's /etc/environment winning except for
-    # the names given with --container-env
+    # environment: the task's, the container's winning except for the names given with
+    # --container-env (spank_import_container_env). The container's comes from the image's
+    # /etc/environment and always holds PATH: the host's PATH never reaches the container
+    # (enroot_deny_env) unless named with --container-env; LANG, LANGUAGE and LC_ALL of
+    # the job are dropped unless named (container_deny_env).
     env = {k: v for k, v in os.environ.items()}
     keep = set(spec.get("env_vars") or [])
+    for k in ("LANG", "LANGUAGE", "LC_ALL"):
+        if k not in keep:
+            env.pop(k, None)
+    container = {"PATH": C.DEFAULT_PATH}
     for line in (C.read_image_file(root, kind, "/etc/environment") or "").splitlines():
         k, eq, v = line.partition("=")
-        if eq and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k) and k not in keep:
+        if eq and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k):
+            container[k] = v
+    for k, v in container.items():
+        if k not in keep:
             env[k] = v
     workdir = spec.get("workdir") or image_workdir(root, kind)
 
     argv_in = list(command)
     if spec.get("entrypoint") == 1 and C.guest_exists(root, kind, "/etc/rc") == "f":
         argv_in = ["/bin/sh", "/etc/rc", *command]
+    elif not find_command(root, kind, argv_in[0], env.get("PATH", "")):
+        # slurmstepd's own execve fails: exit 2, as real Pyxis
+        node = os.environ.get("SLURMD_NODENAME") or os.uname().nodename
+        print(
+            f"slurmstepd-{node}: error: execve(): {argv_in[0]}: No such file or directory",
+            file=sys.stderr,
+        )
+        return 2
     cargs = [spec["ch_run"], "--private-tmp", f"--cd={workdir}"]
     if writable:
         cargs.append("--write")
     if spec.get("remap_root") == 1:
         cargs += ["--uid=0", "--gid=0"]
-    for src, dst in binds:
+    prefix, ch_binds = C.namespace_wrapper(binds, tuple(spec.get("unshare") or ()))
+    for src, dst in ch_binds:
         cargs.append(f"--bind={src}:{dst}")
-    cargs += [root, "--", *argv_in]
+    cargs = [*prefix, *cargs, root, "--", *argv_in]
     env = C.charliecloud_env(env)
     sys.stdout.flush()
     sys.stderr.flush()
     if not cleanup and not spec.get("save"):
-        os.execve(spec["ch_run"], cargs, env)
+        os.execve(cargs[0], cargs, env)
+    rc = 0
     try:
         rc = subprocess.run(cargs, env=env).returncode
         if spec.get("save") and save_from and os.environ.get("SLURM_LOCALID", "0") == "0":
@@ -258,6 +312,9 @@ def run(spec: dict, command: list[str]) -> int:
     finally:
         for p in cleanup:
             shutil.rmtree(p, ignore_errors=True)
+        if rc < 0:  # killed: end the same way, so that srun reports 128+N
+            signal.signal(-rc, signal.SIG_DFL)
+            os.kill(os.getpid(), -rc)
 
 
 def main(argv: list[str]) -> int:

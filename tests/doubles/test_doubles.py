@@ -614,7 +614,7 @@ def test_invocation_log_records_argv(double_env, tmp_path) -> None:
 
 
 def test_enroot_version(double_env) -> None:
-    assert text(run("enroot", "version", env=double_env).stdout).strip() == "3.5.0-slurmc-double"
+    assert text(run("enroot", "version", env=double_env).stdout).strip() == "4.1.2-slurmc-double"
 
 
 @pytest.mark.parametrize(
@@ -718,10 +718,11 @@ def test_enroot_start_checks_mounts_and_env(double_env, tmp_path) -> None:
         1,
         "[ERROR] Invalid argument: a b:/x",
     )
-    assert_clean_error(
+    assert_clean_error(  # -m SRC is fine (mounted at the same path); SRC must exist
         run("enroot", "start", "--mount", "nocolon", "c", "true", env=env),
         1,
-        "[ERROR] Invalid argument: nocolon",
+        "enroot-mount: failed to mount:",
+        "nocolon: No such file or directory",
     )
     assert_clean_error(
         run("enroot", "start", "-e", "1BAD=x", "c", "true", env=env),
@@ -1305,6 +1306,30 @@ def test_pull_and_import_from_the_test_registry(double_env, image, tmp_path) -> 
     assert text(p.stdout).strip() == "run:a b", text(p.stderr)
     p = run("apptainer", "pull", f"docker://{ref}", env=env, cwd=tmp_path, timeout=300)
     assert p.returncode == 0 and (tmp_path / "doubles_1.sif").exists(), text(p.stderr)
+    # pushed with an OCI manifest: enroot's manifest HEAD (no Accept header) gets 404 from
+    # docker-registry 2.8, as real enroot 4.1.2 does; curl's CA variables, not requests'
+    p = run("enroot", "import", f"docker://{ref}", env=env, cwd=tmp_path, timeout=300)
+    assert_clean_error(p, 1, "SSL certificate problem")
+    env["CURL_CA_BUNDLE"] = os.environ["SLURMC_REGISTRY_CA"]
+    p = run("enroot", "import", f"docker://{ref}", env=env, cwd=tmp_path, timeout=300)
+    assert_clean_error(p, 1, "/v2/slurmc/doubles/manifests/1 returned error code: 404 Not Found")
+    v2s2 = subprocess.run(
+        [
+            str(REPO / "scripts" / "push-test-image"),
+            str(image["rootfs"]),
+            ref,
+            "--env",
+            "FROM_OCI=yes",
+            "--workdir",
+            "/opt/wd",
+            "--format",
+            "v2s2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert v2s2.returncode == 0, v2s2.stderr
     p = run("enroot", "import", f"docker://{ref}", env=env, cwd=tmp_path, timeout=300)
     assert p.returncode == 0, text(p.stderr)
     sqsh = tmp_path / "slurmc+doubles+1.sqsh"
@@ -1726,3 +1751,122 @@ def test_working_directory_rules(double_env, image, tmp_path):
 def test_missing_image_message_per_flavour(double_env, tmp_path, prog, prefix):
     p = run(prog, "exec", "/no/such/image.sif", "true", env=double_env, cwd=tmp_path)
     assert_clean_error(p, 255, prefix + "could not open image /no/such/image.sif")
+
+
+# ---------------------------------------- as real Enroot 4.1.2 / Pyxis 0.24.0 (issue 13)
+
+
+@pytest.mark.runtime
+@needs_runtime
+def test_enroot_start_mount_forms_and_read_only(double_env, image, tmp_path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text("hi\n")
+    sq = str(image["sqfs"])
+    p = run("enroot", "start", "-m", str(src), sq, "cat", f"{src}/f", env=double_env)
+    assert (p.returncode, p.stdout) == (0, b"hi\n"), text(p.stderr)  # -m SRC: same path
+    p = run(
+        "enroot",
+        "start",
+        "-m",
+        f"{src}:/missing/deep",
+        sq,
+        "cat",
+        "/missing/deep/f",
+        env=double_env,
+    )
+    assert (p.returncode, p.stdout) == (0, b"hi\n"), text(p.stderr)  # x-create=auto
+    p = run(
+        "enroot",
+        "start",
+        "-m",
+        f"{src}:/mnt:none:rbind,ro",
+        sq,
+        "/bin/sh",
+        "-c",
+        "echo x > /mnt/g",
+        env=double_env,
+    )
+    assert p.returncode != 0 and "Read-only file system" in text(p.stderr)
+    assert not (src / "g").exists()
+    p = run(
+        "enroot",
+        "start",
+        "-m",
+        f"{src}:/mnt:none:rbind",
+        sq,
+        "/bin/sh",
+        "-c",
+        "echo x > /mnt/g",
+        env=double_env,
+    )
+    assert p.returncode == 0 and (src / "g").read_text() == "x\n", text(p.stderr)
+
+
+@pytest.mark.runtime
+@needs_runtime
+@pytest.mark.parametrize(("sig", "signum"), [("TERM", 15), ("KILL", 9)])
+def test_enroot_start_ends_with_the_commands_signal(double_env, image, sig, signum) -> None:
+    # ch-run on a SquashFS file would report exit 1; the caller must see the signal
+    # (a shell then says 128+N: 143, 137)
+    p = run(
+        "enroot", "start", str(image["sqfs"]), "/bin/sh", "-c", f"kill -{sig} $$", env=double_env
+    )
+    assert p.returncode == -signum, text(p.stderr)
+
+
+@pytest.mark.cluster
+@needs_cluster
+@needs_runtime
+def test_srun_pyxis_exit_statuses_path_and_mounts_as_real(double_env, image, tmp_path) -> None:
+    env = dict(double_env, SLURM_CONF=os.environ["SLURM_CONF"], PATH=f"{BIN}:/usr/bin:/bin:/x")
+    img = f"--container-image={image['sqfs']}"
+
+    def srun(*args: str):
+        return run("srun", "-n1", "-t", "5", img, *args, env=env, cwd=tmp_path, timeout=300)
+
+    p = srun("nosuchcmd")  # slurmstepd's execve fails
+    assert p.returncode == 2, text(p.stderr)
+    assert re.search(r"slurmstepd-\S+: error: execve\(\): nosuchcmd: No such file", text(p.stderr))
+    for sig, status, word in (("TERM", 143, "Terminated"), ("KILL", 137, "Killed")):
+        p = srun("/bin/sh", "-c", f"kill -{sig} $$")
+        assert p.returncode == status and f"task 0: {word}" in text(p.stderr), text(p.stderr)
+    p = srun("/bin/sh", "-c", 'echo "$PATH"')  # the host PATH never reaches the container
+    assert p.returncode == 0 and b"/x" not in p.stdout and p.stdout.strip(), text(p.stderr)
+    p = srun("--container-env=PATH", "/bin/sh", "-c", 'echo "$PATH"')
+    assert p.stdout.strip().endswith(b":/x"), text(p.stderr)
+    missing = tmp_path / "absent"
+    p = srun(f"--container-mounts={missing}:/data", "true")
+    assert p.returncode != 0
+    assert f"pyxis: --container-mounts: source path does not exist: {missing}" in text(p.stderr)
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    p = srun(f"--container-mounts={ro}:/data:ro", "/bin/sh", "-c", "echo x > /data/f")
+    assert p.returncode != 0 and "Read-only file system" in text(p.stderr)
+    assert not (ro / "f").exists()
+    p = srun("--container-unshare=net,uts", "/bin/sh", "-c", "cat /proc/net/dev")
+    assert p.returncode == 0 and b"eth" not in p.stdout and b"lo:" in p.stdout, text(p.stderr)
+    p = srun("--container-unshare=pid", "true")
+    assert_clean_error(p, 255, "pyxis: --container-unshare: unknown namespace 'pid'")
+
+
+@pytest.mark.cluster
+@needs_cluster
+@needs_runtime
+def test_srun_pyxis_passes_docker_uris_through(double_env, tmp_path) -> None:
+    log = tmp_path / "calls.jsonl"
+    env = dict(double_env, SLURM_CONF=os.environ["SLURM_CONF"], SLURMC_DOUBLE_LOG=str(log))
+    run(
+        "srun",
+        "-n1",
+        "-t",
+        "2",
+        "--container-image=docker://127.0.0.1:9#x/y:1",
+        "true",
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    imports = [c["argv"] for c in calls if c["tool"] == "enroot" and c["argv"][0] == "import"]
+    assert imports and imports[0][-1] == "docker://127.0.0.1:9#x/y:1"  # not docker://docker://

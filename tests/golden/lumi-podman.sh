@@ -14,16 +14,16 @@ set -euo pipefail
 # shellcheck disable=SC2016
 srun podman run --rm --network=host --device /dev/kfd --device /dev/dri --group-add keep-groups \
     -v "$PWD:$PWD" -w "$PWD" \
-    -v /var/spool/slurmd \
-    -v /opt/cray \
-    -v /usr/lib64/libcxi.so.1 \
-    -v /usr/lib64/libjansson.so.4 \
-    -v /pfs \
-    -v /scratch \
-    -v /projappl \
-    -v /project \
-    -v /flash \
-    -v /appl \
+    -v /var/spool/slurmd:/var/spool/slurmd \
+    -v /opt/cray:/opt/cray \
+    -v /usr/lib64/libcxi.so.1:/usr/lib64/libcxi.so.1 \
+    -v /usr/lib64/libjansson.so.4:/usr/lib64/libjansson.so.4 \
+    -v /pfs:/pfs \
+    -v /scratch:/scratch \
+    -v /projappl:/projappl \
+    -v /project:/project \
+    -v /flash:/flash \
+    -v /appl:/appl \
     -v /data:/data:ro \
     -e MY_VAR='a b,c' \
     'oci-archive:/shared/images/demo image.sif' \

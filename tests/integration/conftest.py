@@ -119,6 +119,54 @@ def images() -> Images:
     return imgs
 
 
+#: what makes `podman run` work in this sandbox (crun/runc cannot set RLIMIT_NOFILE here,
+#: then "cgroups in hybrid mode not supported"); given to podman through CONTAINERS_CONF
+PODMAN_CONF = """[containers]
+default_ulimits = []
+
+[engine]
+cgroup_manager = "cgroupfs"
+runtime = "runc"
+"""
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@pytest.fixture(scope="session")
+def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Real Podman for the test processes and the steps they run (which inherit the
+    environment): CONTAINERS_CONF names a containers.conf of this session's own."""
+    for tool in ("podman", "runc"):
+        assert shutil.which(tool), f"{tool} not installed (scripts/devcluster install)"
+    conf = tmp_path_factory.mktemp("podman") / "containers.conf"
+    conf.write_text(PODMAN_CONF)
+    old = os.environ.get("CONTAINERS_CONF")
+    os.environ["CONTAINERS_CONF"] = str(conf)
+    yield conf
+    if old is None:
+        os.environ.pop("CONTAINERS_CONF", None)
+    else:
+        os.environ["CONTAINERS_CONF"] = old
+
+
+@pytest.fixture(scope="session")
+def oci_image(images: Images, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The plain test image as an OCI archive (umoci builds the layout, tar packs it),
+    the format of the podman site's cache; no registry needed."""
+    d = tmp_path_factory.mktemp("oci")
+    layout, rootfs = d / "layout", images.plain_sqfs.parent / "rootfs"
+    steps = [
+        ["umoci", "init", "--layout", str(layout)],
+        ["umoci", "new", "--image", f"{layout}:img"],
+        ["umoci", "insert", "--rootless", "--image", f"{layout}:img", str(rootfs), "/"],
+        ["umoci", "config", "--image", f"{layout}:img", "--config.env", f"PATH={DEFAULT_PATH}"],
+        ["tar", "-C", str(layout), "-cf", str(d / "plain.oci.tar"), "."],
+    ]
+    for argv in steps:
+        r = subprocess.run(argv, capture_output=True, text=True)
+        assert r.returncode == 0, f"{argv}: {r.stderr[-2000:]}"
+    return d / "plain.oci.tar"
+
+
 @pytest.fixture(scope="session")
 def doubles(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The Apptainer/Singularity, Enroot and Pyxis doubles first on PATH (jobs inherit it)."""

@@ -8,8 +8,10 @@ import os
 import re
 import shutil
 import signal
+import ssl
 import subprocess
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -64,9 +66,9 @@ def registry() -> Iterator[Registry]:
         subprocess.run([script, "down"], capture_output=True)
 
 
-def push(registry: Registry, rootfs: Path, repo: str, *env: str) -> str:
+def push(registry: Registry, rootfs: Path, repo: str, *env: str, fmt: str = "oci") -> str:
     ref = f"{registry.host}/{repo}"
-    args = [str(REPO / "scripts" / "push-test-image"), str(rootfs), ref]
+    args = [str(REPO / "scripts" / "push-test-image"), str(rootfs), ref, "--format", fmt]
     for e in env:
         args += ["--env", e]
     r = subprocess.run(args, capture_output=True, text=True)
@@ -88,6 +90,8 @@ def pushed(registry, images) -> dict[str, str]:
             f"slurmc/lumi-{run}:v1",
             "WITH_CONDA=source /opt/miniconda3/bin/activate pytorch",
         ),
+        # Docker v2 schema 2: the kind real enroot can pull from docker-registry 2.8
+        "plain_v2s2": push(registry, plain_root, f"slurmc/plain2-{run}:v1", fmt="v2s2"),
         "concurrent": push(registry, plain_root, f"slurmc/conc-{run}:v1"),
         "killed": push(registry, plain_root, f"slurmc/killed-{run}:v1"),
     }
@@ -105,7 +109,26 @@ def tmpfs(path: Path, options: str) -> Iterator[Path]:
 
 
 def pull_env(registry: Registry) -> dict[str, str]:
-    return {"REQUESTS_CA_BUNDLE": registry.ca_bundle}
+    """The registry's CA for ch-image (requests) and for enroot (curl)."""
+    return {"REQUESTS_CA_BUNDLE": registry.ca_bundle, "CURL_CA_BUNDLE": registry.ca_bundle}
+
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+V2S2_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+
+
+def manifest_type(registry: Registry, ref: str) -> str:
+    """The media type the registry stored for *ref*'s manifest."""
+    host, rest = ref.split("/", 1)
+    name, tag = rest.rsplit(":", 1)
+    req = urllib.request.Request(
+        f"https://{host}/v2/{name}/manifests/{tag}",
+        method="HEAD",
+        headers={"Accept": f"{OCI_MANIFEST}, {V2S2_MANIFEST}"},
+    )
+    ctx = ssl.create_default_context(cafile=registry.ca_bundle)
+    with urllib.request.urlopen(req, context=ctx, timeout=30) as r:
+        return r.headers["Content-Type"]
 
 
 def test_sixteen_concurrent_pulls_one_transfer(cluster, registry, pushed, tmp_path):
@@ -386,7 +409,7 @@ def test_enroot_import_and_per_user_create(cluster, registry, pushed, doubles, t
     root = tmp_path / "enroot-cache"
     data = tmp_path / "enroot-data"
     env = {**pull_env(registry), "ENROOT_DATA_PATH": str(data)}
-    ref = pushed["plain"]
+    ref = pushed["plain_v2s2"]
     r = slurmc(
         "cache",
         "pull",
@@ -463,3 +486,58 @@ def test_podman_pull_and_save_oci_archive(cluster, registry, pushed, tmp_path):
         cwd=tmp_path,
     )
     assert f"oci-archive:{path}" in r.stdout
+
+
+@pytest.mark.parametrize(
+    ("kind", "media_type"), [("plain", OCI_MANIFEST), ("plain_v2s2", V2S2_MANIFEST)]
+)
+def test_real_ch_image_pulls_both_manifest_kinds_without_user(
+    cluster, registry, pushed, tmp_path, kind, media_type
+):
+    """Real ch-image + ch-convert, with $USER unset (ch-image: "can't get username")."""
+    ref = pushed[kind]
+    assert manifest_type(registry, ref) == media_type
+    root = tmp_path / "cache"
+    env = {k: v for k, v in os.environ.items() if k != "USER"}
+    r = subprocess.run(
+        [
+            shutil.which("slurmc") or "slurmc",
+            *("cache", "pull", "--site", "devcluster"),
+            *("--cache-dir", str(root), ref),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**env, **pull_env(registry)},
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    path = Path(r.stdout.strip())
+    assert path == root / (ref + ".sqfs")
+    shown = subprocess.run(
+        ["ch-run", str(path), "--", "cat", "/etc/os-release"], capture_output=True, text=True
+    )
+    assert "slurmc test image" in shown.stdout, shown.stderr
+
+
+def test_enroot_pulls_docker_v2_and_refuses_oci_like_real_enroot(
+    cluster, registry, pushed, doubles, tmp_path
+):
+    """The enroot double asks for the manifest as enroot 4.1.2 does (HEAD, no Accept):
+    docker-registry 2.8 serves a Docker v2 schema 2 image and answers 404 for an OCI one."""
+    root = tmp_path / "enroot-cache"
+    env = {**pull_env(registry), "ENROOT_DATA_PATH": str(tmp_path / "data")}
+    good = pushed["plain_v2s2"]
+    args = ("cache", "pull", "--site", "nvidia-pyxis", "--cache-dir", str(root), "--nocreate")
+    r = slurmc(*args, good, cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    sqsh = Path(r.stdout.strip())
+    shown = subprocess.run(["unsquashfs", "-cat", str(sqsh), "etc/os-release"], capture_output=True)
+    assert b"slurmc test image" in shown.stdout
+    bad = pushed["plain"]
+    assert manifest_type(registry, bad) == OCI_MANIFEST
+    r = slurmc(*args, bad, cwd=tmp_path, env=env)
+    errors = [line for line in r.stderr.splitlines() if line.startswith("slurmc: error:")]
+    assert r.returncode != 0 and len(errors) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "404 Not Found" in errors[0] and "nothing was published" in errors[0]
+    assert not (root / (bad + ".sqsh")).exists()

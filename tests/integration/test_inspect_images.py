@@ -141,3 +141,19 @@ def test_truncated_sif_is_one_line(images: Images, tmp_path: Path):
     r = slurmc("inspect", str(cut), cwd=tmp_path)
     assert r.returncode != 0 and r.stdout == ""
     assert r.stderr.count("\n") == 1 and "truncated SIF file" in r.stderr
+
+
+@pytest.mark.cluster
+@pytest.mark.parametrize("on_node", [False, True])
+def test_exec_through_real_podman(
+    images: Images, cluster: str, podman: Path, oci_image: Path, tmp_path: Path, on_node: bool
+):
+    """`inspect --exec` of an OCI archive with the real Podman, here and under srun."""
+    where = ["--on-node", "-p", "small", "-t", "5"] if on_node else []
+    out = inspect_json(oci_image, "--exec", "--site", "podman", *where, cwd=tmp_path)
+    argv = out["argv"]
+    assert argv[argv.index("podman") : argv.index("podman") + 3] == ["podman", "run", "--rm"]
+    assert (argv[:3] == ["srun", "--nodes=1", "--ntasks=1"]) is on_node
+    assert out["conda_env"] is None and out["pip_packages"] == []  # python3 ran inside
+    comparison = out["static_comparison"]
+    assert comparison["only_static"] == comparison["only_exec"] == []

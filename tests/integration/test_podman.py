@@ -11,26 +11,19 @@ import json
 
 import pytest
 
-from .conftest import output_of, slurmc, submitted_id, wait_job
+from .conftest import PODMAN_CONF, output_of, slurmc, submitted_id, wait_job
 from .test_apptainer_values import HOSTILE_ENV
 from .test_cache_pull import pull_env, pushed, registry  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.cluster
 
-CONF = """[containers]
-default_ulimits = []
-
-[engine]
-cgroup_manager = "cgroupfs"
-runtime = "runc"
-"""
 ARGV = ["it's", 'say "hi"', "$HOME", "`id`", "a\\b", "new\nline", ":", "", "ünï ✓"]
 
 
 @pytest.fixture
 def podman_site(cluster, registry, pushed, tmp_path):  # noqa: F811
     conf = tmp_path / "containers.conf"
-    conf.write_text(CONF)
+    conf.write_text(PODMAN_CONF)
     env = {"CONTAINERS_CONF": str(conf), **pull_env(registry)}
     root = tmp_path / "oci"
     r = slurmc(
@@ -92,3 +85,20 @@ def test_podman_job_exit_status_is_the_commands(podman_site, tmp_path):
         env=env,
     )
     assert r.returncode == 7, r.stderr
+
+
+def test_podman_bind_without_destination_shows_the_host_directory(podman_site, tmp_path):
+    """`--bind DIR` alone: podman's `-v DIR` would be an empty anonymous volume."""
+    root, ref, env = podman_site
+    data = tmp_path.parent / f"{tmp_path.name}-data"  # not under $PWD (mounted anyway)
+    data.mkdir()
+    (data / "f").write_text("from the host\n")
+    r = slurmc(
+        *("run", "--site", "podman", "--cache-dir", str(root), "--partition", "small"),
+        *("--bind", str(data), ref, "--", "cat", f"{data}/f"),
+        cwd=tmp_path,
+        env=env,
+    )
+    fields = wait_job(submitted_id(r), timeout=240)
+    text = output_of(r).read_text()
+    assert fields["JobState"] == "COMPLETED" and text.endswith("from the host\n"), text

@@ -219,3 +219,28 @@ def test_auto_conda_follows_what_the_image_defines(images, tmp_path, flavor, fla
     assert last == (
         "bash -c '$WITH_CONDA && exec \"$@\"' slurmc python x.py" if activates else "python x.py"
     )
+
+
+def test_squashfs_without_ch_environment_runs(cluster, images, tmp_path):
+    """A SquashFS made with mksquashfs from a root file system is a valid Charliecloud
+    image; ch-run --set-env fails on it (no /ch/environment), so it is not passed."""
+    bare = tmp_path / "bare.sqfs"
+    rootfs = images.plain_sqfs.parent / "rootfs"
+    subprocess.run(
+        ["mksquashfs", str(rootfs), str(bare), "-noappend", "-quiet", "-all-root", "-e", "ch"],
+        check=True,
+        capture_output=True,
+    )
+    shown = subprocess.run(["ch-run", "--set-env", str(bare), "--", "true"], capture_output=True)
+    assert shown.returncode != 0  # what the script would run with --set-env
+    r = slurmc(
+        *("run", "--site", "devcluster", "--env", "MY_VAR=x y", str(bare)),
+        *("--", "sh", "-c", 'echo "ok $MY_VAR"'),
+        cwd=tmp_path,
+    )
+    fields = wait_job(submitted_id(r))
+    text = output_of(r).read_text()
+    assert fields["JobState"] == "COMPLETED", text
+    assert text.strip().splitlines()[-1] == "ok x y"
+    dry = slurmc("run", "--site", "devcluster", "--dry-run", str(bare), "--", "true", cwd=tmp_path)
+    assert dry.returncode == 0 and "ch-run" in dry.stdout and "--set-env" not in dry.stdout

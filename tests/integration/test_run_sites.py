@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -133,3 +134,26 @@ def test_wrong_runtime_flag_fails_like_the_real_tool_double(
         cwd=tmp_path,
     )
     assert r.returncode != 0
+
+
+@pytest.mark.parametrize("name", ["bt`touch PWNED-bt`", "dol$(touch PWNED-dol)", 'dq"x'])
+def test_pyxis_hostile_working_directory_is_refused_before_any_job(
+    cluster, images, doubles, tmp_path, name
+):
+    """Pyxis writes mounts into a file enroot sources with bash: from such a directory,
+    --container-mounts="$PWD:$PWD" would run code on the compute node. One line, no job."""
+    hostile = tmp_path / name
+    hostile.mkdir()
+    os.symlink(images.plain_sqfs, hostile / "img.sqsh")
+    before = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout
+    r = slurmc(
+        *("run", "--site", "nvidia-pyxis", "--partition", "small-g", "./img.sqsh"),
+        *("--", "true"),
+        cwd=hostile,
+    )
+    assert r.returncode != 0 and r.stderr.count("\n") == 1, r.stderr
+    assert r.stderr.startswith("slurmc: error: the working directory") and "Pyxis" in r.stderr
+    assert "Submitted" not in r.stdout
+    after = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout
+    assert set(after.split()) <= set(before.split())
+    assert not list(tmp_path.rglob("PWNED*"))

@@ -279,3 +279,42 @@ def test_failing_pip_leaves_nothing_behind(images, data_env, tmp_path):
     assert build_leftovers(name) == []
     r = slurmc("venv", "ls", cwd=tmp_path, env=data_env)
     assert r.returncode == 0 and "no venvs" in r.stdout
+
+
+# ---- the podman site, with real Podman (issue 13) --------------------------------------
+
+USE_VENV = (
+    "import json, os, venvprobe; "
+    "print(json.dumps({'greeting': venvprobe.GREETING, 'file': venvprobe.__file__, "
+    "'venv': os.environ.get('VIRTUAL_ENV'), 'cwd': os.getcwd()}))"
+)
+
+
+def test_podman_venv_is_built_and_imported_by_a_job(
+    cluster, podman, oci_image, wheels, data_env, tmp_path
+):
+    """Built with `podman run` on the login node, used by a job whose step runs
+    `podman run -v VENV:/user-software:ro` under the real Slurm."""
+    name = f"pod-{uuid.uuid4().hex[:6]}"
+    r = slurmc(
+        *("venv", "create", name, "--site", "podman", "--image", str(oci_image)),
+        *("-B", str(wheels)),  # podman shares no host directory unless told
+        *("--pip-arg=--no-index", f"--pip-arg=--find-links={wheels}", PKG),
+        cwd=tmp_path,
+        env=data_env,
+    )
+    assert r.returncode == 0, r.stderr
+    meta = json.loads((store_of(data_env) / f"{name}.json").read_text())
+    assert meta["runtime"] == "podman" and {"name": PKG, "version": VERSION} in meta["installed"]
+    r = slurmc(
+        *("run", "--site", "podman", "--partition", "small", "--venv", name, str(oci_image)),
+        *("--", "python3", "-c", USE_VENV),
+        cwd=tmp_path,
+        env=data_env,
+    )
+    fields = wait_job(submitted_id(r), timeout=180)
+    text = output_of(r).read_text()
+    assert fields["JobState"] == "COMPLETED", text
+    seen = json.loads(text.strip().splitlines()[-1])
+    assert seen["greeting"] == f"hello from {PKG}" and seen["venv"] == "/user-software"
+    assert seen["file"].startswith("/user-software/") and seen["cwd"] == str(tmp_path)

@@ -126,4 +126,6 @@ def test_flavours_and_what_they_carry():
         is_apptainer = kind in ("apptainer", "singularity")
         # podman's -e NAME=VALUE is exact; the others' own ways are not, or leak to the host
         assert rt.env_as_arguments is (kind != "podman")
-        assert rt.carries_non_utf8 is not is_apptainer
+        # podman's OCI config is JSON: command words are escaped, other values refused
+        assert rt.carries_non_utf8 is not (is_apptainer or kind == "podman")
+        assert rt.escapes_non_utf8_argv is (kind == "podman")
