@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import subprocess
 import sys
 
 import _common as C
@@ -193,6 +195,28 @@ PYXIS_LONG = {
     "container-env": R,
     "container-unshare": R,  # 0.24
 }
+
+
+def _slurm_release() -> tuple[int, int]:
+    """The installed Slurm's release (22.05 on Debian 12; srun's own option table is the
+    oracle, tests/doubles/test_doubles.py checks it)."""
+    try:
+        out = subprocess.run(
+            ["/usr/bin/srun", "--version"], capture_output=True, text=True, timeout=10
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return (22, 5)
+    m = re.search(r"(\d+)\.(\d+)", out)
+    return (int(m[1]), int(m[2])) if m else (22, 5)
+
+
+# Slurm 24.11 (Debian 13) no longer has --gid, --uid and --power, and --pty takes an
+# optional argument (checked against both releases; the ones between were not seen)
+if _slurm_release() >= (24, 11):
+    for _gone in ("gid", "uid", "power"):
+        del SRUN_LONG[_gone]
+    SRUN_LONG["pty"] = OPT
+
 ALL_LONG = {**SRUN_LONG, **PYXIS_LONG}
 
 
