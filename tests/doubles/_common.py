@@ -422,7 +422,11 @@ def ch_image_storage(env: dict[str, str]) -> str:
 
 
 def pull_to_dir(
-    ref: str, outdir: str, tls_no_verify: bool = False, arch: str | None = None
+    ref: str,
+    outdir: str,
+    tls_no_verify: bool = False,
+    arch: str | None = None,
+    login: tuple[str, str] | None = None,
 ) -> dict:
     """`ch-image pull REF` then `ch-convert -o dir REF OUTDIR`; return the image
     metadata ch-image recorded (/ch/metadata.json: env, cwd, labels, volumes...).
@@ -440,6 +444,9 @@ def pull_to_dir(
         argv.append("--tls-no-verify")
     if arch:
         argv += ["--arch", arch]
+    if login is not None:  # the variables ch-image reads with --auth (never argv)
+        argv.append("--auth")
+        env["CH_IMAGE_USERNAME"], env["CH_IMAGE_PASSWORD"] = login
     run_quiet([*argv, "pull", ref], f"while pulling {ref}", env=env)
     run_quiet(
         [find_tool("ch-convert"), "-i", "ch-image", "-o", "dir", ref, outdir],

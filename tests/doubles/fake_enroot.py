@@ -28,7 +28,9 @@ exit 1); the double prints it on stderr (exit 1 too).
 
 from __future__ import annotations
 
+import base64
 import ipaddress
+import netrc
 import os
 import re
 import shlex
@@ -281,14 +283,19 @@ def cmd_import(args: list[str], cfg: dict) -> int:
         err(f"File already exists: {filename}")
     arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(opts.get("arch", ""), opts.get("arch"))
     log("INFO", "Querying registry for permission grant")
-    manifest_head(registry, image, tag)
+    login = credentials(cfg, registry)
+    manifest_head(registry, image, tag, login)
     log("INFO", "Fetching image manifest")
     work = tempfile.mkdtemp(prefix="enroot.", dir=cfg["ENROOT_TEMP_PATH"])
     try:
         rootfs = os.path.join(work, "rootfs")
         try:
             meta = C.pull_to_dir(
-                ch_image_ref(registry, image, tag), rootfs, tls_no_verify=False, arch=arch
+                ch_image_ref(registry, image, tag),
+                rootfs,
+                tls_no_verify=False,
+                arch=arch,
+                login=login,
             )
         except C.DoubleError as e:
             err(str(e))
@@ -318,7 +325,24 @@ def _loopback(registry: str) -> bool:
         return False
 
 
-def manifest_head(registry: str, image: str, tag: str) -> None:
+def credentials(cfg: dict, registry: str) -> tuple[str, str] | None:
+    """The login for *registry* in $ENROOT_CONFIG_PATH/.credentials, the netrc file real
+    enroot hands to curl (`--netrc-file`); None without one."""
+    path = os.path.join(cfg["ENROOT_CONFIG_PATH"], ".credentials")
+    if not os.path.isfile(path):
+        return None
+    try:
+        entry = netrc.netrc(path).authenticators(registry)
+    except (netrc.NetrcParseError, OSError) as e:
+        err(f"Could not read {path}: {e}")
+    if entry is None or entry[0] is None or entry[2] is None:
+        return None
+    return entry[0], entry[2]
+
+
+def manifest_head(
+    registry: str, image: str, tag: str, login: tuple[str, str] | None = None
+) -> None:
     """docker::_authenticate: `curl -I` of the manifest URL with no Accept header
     (CURL_IGNORE=401), certificates as curl finds them (CURL_CA_BUNDLE, then
     SSL_CERT_DIR, then SSL_CERT_FILE, then the system's). docker-registry 2.8 answers
@@ -342,6 +366,17 @@ def manifest_head(registry: str, image: str, tag: str) -> None:
     except urllib.error.HTTPError as e:
         if e.code != 401:
             err(f"URL {url} returned error code: {e.code} {e.reason}")
+        # a Basic realm: curl --netrc-file answers it with the login, if there is one
+        if not e.headers.get("WWW-Authenticate", "").lower().startswith("basic"):
+            return
+        if login is None:
+            err(f"URL {url} returned error code: 401 Unauthorized")
+        token = base64.b64encode(f"{login[0]}:{login[1]}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+        try:
+            urllib.request.urlopen(request, context=ctx, timeout=30).close()
+        except urllib.error.HTTPError as e2:
+            err(f"URL {url} returned error code: {e2.code} {e2.reason}")
     except (urllib.error.URLError, OSError) as e:
         reason = getattr(e, "reason", e)
         if isinstance(reason, ssl.SSLCertVerificationError):

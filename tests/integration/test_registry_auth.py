@@ -291,6 +291,41 @@ def test_real_apptainer_and_real_podman_take_the_login_their_own_way(
     assert _files_holding(auth_registry.password, tmp_path, skip=creds) == []
 
 
+def test_the_enroot_double_reads_the_login_from_its_private_credentials_file(
+    cluster, auth_registry, images, home, tmp_path, doubles
+):
+    """Enroot through its double (real enroot cannot be installed here): the login goes
+    in ENROOT_CONFIG_PATH/.credentials, which the double reads as enroot does (curl's
+    netrc) and answers the registry's Basic challenge with; ch-image gets it in its
+    variables. Docker v2 schema 2, the manifest kind real enroot can pull."""
+    creds = _credentials(home, auth_registry)
+    repo = f"private/enroot-{uuid.uuid4().hex[:8]}:v1"
+    r = subprocess.run(
+        [
+            REPO / "scripts" / "push-test-image",
+            str(images.plain_sqfs.parent / "rootfs"),
+            f"{auth_registry.open_host}/{repo}",
+            "--format",
+            "v2s2",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stderr
+    env = {**home, "CURL_CA_BUNDLE": auth_registry.ca_bundle}
+    root = tmp_path / "enroot-cache"
+    with CommandLines() as watcher:
+        r = slurmc(
+            "cache", "pull", "--site", "nvidia-pyxis", "--nocreate", "--cache-dir", str(root),
+            f"{auth_registry.host}/{repo}", cwd=tmp_path, env=env,
+        )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert Path(r.stdout.strip()).is_file()
+    assert any(b"enroot" in c for c in watcher.seen)
+    assert not [c for c in watcher.seen if auth_registry.password.encode() in c]
+    assert _files_holding(auth_registry.password, tmp_path, skip=creds) == []
+
+
 def test_refresh_transfers_nothing_until_the_tag_moves(
     cluster, auth_registry, images, home, tmp_path
 ):
