@@ -43,7 +43,10 @@ class Podman(Runtime):
     ) -> list[str]:
         flags = [w for b in binds for w in ("-v", self.bind_spec(b))]
         ref = self.image_arg(image) if fmt in ("", "oci-archive") else image  # a layout: as is
-        net = ["--network=host"] if network else []
+        # no network unless asked for (a pip install): listing an image's packages needs
+        # none, and podman 5's default network needs nftables (Debian 13), which a login
+        # node may not have ("netavark: unable to execute nft")
+        net = ["--network=host"] if network else ["--network=none"]
         return [executable, "run", "--rm", *net, *flags, ref, *command]
 
     def pull_steps(

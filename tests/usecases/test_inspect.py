@@ -243,10 +243,8 @@ def test_exec_argv_per_runtime():
         "/i.sif",
         *cmd,
     ]
-    assert (
-        inspect_exec.exec_argv("podman", "podman", "/i.tar", "oci-archive")[3]
-        == "oci-archive:/i.tar"
-    )
+    podman = inspect_exec.exec_argv("podman", "podman", "/i.tar", "oci-archive")
+    assert podman[3:5] == ["--network=none", "oci-archive:/i.tar"]
     with pytest.raises(ValidationError, match="--on-node"):
         inspect_exec.exec_argv("enroot", "enroot", "/i.sqsh", "squashfs")
     assert inspect_exec.srun_argv(
