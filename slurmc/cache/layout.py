@@ -41,6 +41,8 @@ class Entry:
     size: int
     mtime: float
     atime: float
+    #: a provenance file (slurmc.cache.provenance) was seen beside it when it was listed
+    has_meta: bool = False
 
     @property
     def path(self) -> str:
@@ -50,7 +52,7 @@ class Entry:
         from slurmc.cache.provenance import read_meta
 
         now = time.time() if now is None else now
-        meta = read_meta(self.path)
+        meta = read_meta(self.path) if self.has_meta else {}
         return {
             "reference": display(self.ref),
             "path": self.path,
@@ -88,7 +90,10 @@ def ref_from_relpath(relpath: str, runtime: Runtime) -> ImageRef | None:
 
 
 def scan(root: str, runtime: Runtime) -> Iterator[Entry]:
-    """Every cached image under *root* (hidden names are skipped)."""
+    """Every cached image under *root* (hidden names are skipped, but a provenance file
+    beside an image is noted, so that listing opens only the ones there are)."""
+    from slurmc.cache.provenance import meta_name
+
     stack = [""]
     while stack:
         rel_dir = stack.pop()
@@ -97,25 +102,28 @@ def scan(root: str, runtime: Runtime) -> Iterator[Entry]:
         except (FileNotFoundError, NotADirectoryError, PermissionError):
             continue
         with it:
-            for entry in it:
-                if entry.name.startswith("."):
-                    continue
-                rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(rel)
-                    continue
-                ref = ref_from_relpath(rel, runtime)
-                if ref is None:
-                    continue
-                try:
-                    st = entry.stat(follow_symlinks=False)
-                    if trusted_link(st):
-                        st = entry.stat()  # linked in by you or root: the file it names
-                except OSError:
-                    continue
-                if not stat.S_ISREG(st.st_mode):
-                    continue  # someone else's link, a FIFO, a socket...: never an image
-                yield Entry(root, rel, ref, st.st_size, st.st_mtime, st.st_atime)
+            listed = list(it)
+        hidden = {e.name for e in listed if e.name.startswith(".")}
+        for entry in listed:
+            if entry.name.startswith("."):
+                continue
+            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+            if entry.is_dir(follow_symlinks=False):
+                stack.append(rel)
+                continue
+            ref = ref_from_relpath(rel, runtime)
+            if ref is None:
+                continue
+            try:
+                st = entry.stat(follow_symlinks=False)
+                if trusted_link(st):
+                    st = entry.stat()  # linked in by you or root: the file it names
+            except OSError:
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                continue  # someone else's link, a FIFO, a socket...: never an image
+            has_meta = meta_name(entry.name) in hidden
+            yield Entry(root, rel, ref, st.st_size, st.st_mtime, st.st_atime, has_meta)
 
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC

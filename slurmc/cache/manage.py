@@ -88,23 +88,20 @@ def refresh_image(
     from dataclasses import replace
 
     from slurmc.cache.provenance import read_meta
-    from slurmc.cache.pull import auth_hint, login_for
-    from slurmc.cache.registry import RegistryAuthError, manifest_digest
+    from slurmc.cache.pull import current_digest, login_for
 
     rel = runtime.cache_relpath(ref)
     root = roots.writable()
     path = lookup(root, rel)
+    login = login_for(ref, options, env)  # looked up once, for the question and the pull
     if path is not None:
-        login = login_for(ref, options, env)
-        try:
-            now = manifest_digest(ref, login)
-        except RegistryAuthError:
-            raise CacheError(auth_hint(ref, login, env)) from None
+        now = current_digest(ref, login, env)
         if read_meta(path).get("digest") == now:
             notify(f"{ref} is up to date ({now})")
             return path
         notify(f"{ref} moved to {now}: pulling it again")
-    return pull_into(ref, runtime, root, replace(options, replace=True), env, notify=notify)
+    again = replace(options, replace=True, login=login)
+    return pull_into(ref, runtime, root, again, env, notify=notify)
 
 
 def make_user_copy(copy: UserCopy, env: Mapping[str, str]) -> bool:
@@ -211,13 +208,18 @@ def plan_prune(
 
 
 def stale_leftovers(roots: Iterable[str]) -> list[str]:
-    """Temp files of killed pulls and locks of dead holders (this host), anywhere in the roots."""
+    """Temp files of killed pulls (and of their provenance files) and locks of dead
+    holders (this host), anywhere in the roots."""
+    from slurmc.cache.provenance import TEMP
+
     found = []
     for root in roots:
         for dirpath, _dirs, files in os.walk(root):
             for f in files:
                 path = os.path.join(dirpath, f)
-                if ".pulling." in f and f.startswith("."):
+                pull_dir = ".pulling." in f and f.startswith(".")
+                meta = TEMP.match(f)  # a provenance file being written when its pull died
+                if pull_dir or (meta and meta["host"] == HOST and not pid_alive(int(meta["pid"]))):
                     found.append(path)
                 elif f.startswith(".") and f.endswith(".lock"):
                     owner = read_owner(path)

@@ -20,13 +20,16 @@ import json
 import os
 import re
 import stat
-import uuid
 from typing import Any
 
 META_MAX = 64 << 10
 _DIGEST = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-fA-F0-9]{32,128}\Z")
 _HEX64 = re.compile(r"[a-f0-9]{64}\Z")
 _TEXT = re.compile(r"[\x20-\x7e]{1,200}\Z")
+
+
+#: a sidecar being written: ``.NAME.meta.HOST.PID.RAND.tmp`` (what a killed writer leaves)
+TEMP = re.compile(r"\..+\.meta\.(?P<host>[^/]+)\.(?P<pid>[0-9]+)\.[0-9a-f]+\.tmp\Z")
 
 
 def meta_name(name: str) -> str:
@@ -47,7 +50,9 @@ def sha256_at(dir_fd: int, name: str) -> str:
 def write_meta(dir_fd: int, name: str, data: dict[str, Any]) -> None:
     """Write the sidecar of *name* atomically (a temporary name, then rename), mode 0644.
     Failing to is not an error of the pull: the image is there either way."""
-    tmp = f".{name}.meta.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+    from slurmc.cache.lock import HOST
+
+    tmp = f".{name}.meta.{HOST}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
         fd = os.open(tmp, flags, 0o644, dir_fd=dir_fd)

@@ -203,15 +203,26 @@ def _write_files(scratch: str, files: Mapping[str, str]) -> None:
             fh.write(text)
 
 
-def _digest_now(ref: ImageRef, login: Login | None, env: Mapping[str, str]) -> dict[str, str]:
-    """The manifest digest the tag points at, asked just before the pull (a registry that
-    wants a login the user has not given stops the pull here, with the way to give one)."""
+def current_digest(ref: ImageRef, login: Login | None, env: Mapping[str, str]) -> str:
+    """The manifest digest *ref*'s tag points at now; a registry that wants a login the
+    user has not given (or refuses the one given) is one line with the way to give one."""
     from slurmc.cache.registry import RegistryAuthError, manifest_digest
 
     try:
-        return {"digest": manifest_digest(ref, login)}
+        return manifest_digest(ref, login)
     except RegistryAuthError:
-        raise PullError(auth_hint(ref, login, env)) from None
+        raise RegistryAuthError(auth_hint(ref, login, env)) from None
+
+
+def _digest_now(ref: ImageRef, login: Login | None, env: Mapping[str, str]) -> dict[str, str]:
+    """The digest asked just before the pull (a missing login stops the pull here); a
+    registry that cannot say otherwise is recorded so, and the runtime's pull goes on."""
+    from slurmc.cache.registry import RegistryAuthError
+
+    try:
+        return {"digest": current_digest(ref, login, env)}
+    except RegistryAuthError:
+        raise
     except PullError as exc:
         return {"digest_error": str(exc)[:200]}
 

@@ -136,6 +136,31 @@ def test_leftovers_of_dead_pulls_are_cleaned(tmp_path):
     assert live.exists() and not stale.exists()
 
 
+def test_prune_finds_the_provenance_temp_file_a_killed_pull_left(tmp_path):
+    """Killed between publishing and writing its .meta.json: the temp file of a dead
+    process on this host is a leftover; a live writer's, or another host's, is not."""
+    from slurmc.cache.lock import HOST
+    from slurmc.cache.manage import stale_leftovers
+    from slurmc.cache.provenance import write_meta
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    d = tmp_path / "team"
+    d.mkdir()
+    dead_tmp = d / f".img:v1.sqfs.meta.{HOST}.{dead.pid}.abcd1234.tmp"
+    live_tmp = d / f".img:v1.sqfs.meta.{HOST}.{os.getpid()}.abcd1234.tmp"
+    other_host = d / f".img:v1.sqfs.meta.elsewhere.{dead.pid}.abcd1234.tmp"
+    for f in (dead_tmp, live_tmp, other_host):
+        f.write_text("{")
+    fd = os.open(d, os.O_RDONLY)
+    try:
+        write_meta(fd, "img:v1.sqfs", {"source": "added"})  # the name it writes, matched
+    finally:
+        os.close(fd)
+    assert stale_leftovers([str(tmp_path)]) == [str(dead_tmp)]
+    assert read_meta(str(d / "img:v1.sqfs")) == {"source": "added"}
+
+
 def test_add_checks_the_format_and_lists(tmp_path, squashfs):
     rt = Charliecloud()
     root = str(tmp_path / "root")

@@ -26,28 +26,18 @@ from pathlib import Path
 import pytest
 
 from .conftest import REPO, RealApptainer, slurmc, submitted_id, wait_job
-from .test_cache_pull import BLOB_GET
+from .test_cache_pull import Registry
 
 pytestmark = pytest.mark.cluster
 
 
 @dataclass(frozen=True)
-class AuthRegistry:
-    open_host: str
-    host: str
-    user: str
-    password: str
-    ca_bundle: str
-    log: Path
+class AuthRegistry(Registry):
+    """The authenticating twin (host, CA, its own access log), the open one beside it."""
 
-    def blob_fetches(self, offset: int, name: str) -> int:
-        with open(self.log, "rb") as fh:
-            fh.seek(offset)
-            text = fh.read().decode(errors="replace")
-        return sum(1 for m in BLOB_GET.finditer(text) if m["name"] == name and m["status"] == "200")
-
-    def log_offset(self) -> int:
-        return self.log.stat().st_size if self.log.exists() else 0
+    open_host: str = ""
+    user: str = ""
+    password: str = ""
 
 
 @pytest.fixture(scope="module")
@@ -60,12 +50,12 @@ def auth_registry() -> AuthRegistry:
         if line.startswith("export ")
     )
     return AuthRegistry(
-        exports["SLURMC_TEST_REGISTRY"],
-        exports["SLURMC_TEST_REGISTRY_AUTH"],
-        exports["SLURMC_TEST_REGISTRY_USER"],
-        Path(exports["SLURMC_TEST_REGISTRY_PASSWORD_FILE"]).read_text().strip(),
-        exports["SLURMC_REGISTRY_CA_BUNDLE"],
-        Path(exports["SLURMC_REGISTRY_AUTH_LOG"]),
+        host=exports["SLURMC_TEST_REGISTRY_AUTH"],
+        ca_bundle=exports["SLURMC_REGISTRY_CA_BUNDLE"],
+        log=Path(exports["SLURMC_REGISTRY_AUTH_LOG"]),
+        open_host=exports["SLURMC_TEST_REGISTRY"],
+        user=exports["SLURMC_TEST_REGISTRY_USER"],
+        password=Path(exports["SLURMC_TEST_REGISTRY_PASSWORD_FILE"]).read_text().strip(),
     )
 
 
