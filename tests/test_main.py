@@ -79,8 +79,8 @@ def test_each_command_alone_is_the_same_command():
         )
         code = (
             "import sys; sys.argv = ['slurmc', *sys.argv[1:]]\n"
-            "from slurmc.__main__ import main\n"
-            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "from slurmc.cli.app import main\n"  # __main__.main would leave with os._exit
+            "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
             f"groups = {sorted(set(GROUPS.values()))!r}\n"
             "mods = sorted(m for m in sys.modules if m.rpartition('.')[::2] in "
             "[('slurmc.cli', g) for g in groups])\n"
@@ -94,3 +94,85 @@ def test_each_command_alone_is_the_same_command():
         loaded = r.stderr.rsplit("MODULES ", 1)[1].strip()
         expected = [f"slurmc.cli.{GROUPS[name]}"] if name in GROUPS else []
         assert loaded == repr(expected), (name, loaded)
+
+
+def _main_with(body: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """Run the console script's main() with the CLI replaced by *body* (a function of argv)."""
+    code = (
+        "import atexit, sys, threading, time\n"
+        "import slurmc.cli.app as app\n"
+        f"def fake(argv):\n{body}\n"
+        "app.main = fake\n"
+        "sys.argv = ['slurmc', 'run']\n"
+        "from slurmc.__main__ import main\n"
+        "main()\n"
+        "print('main returned', file=sys.stderr)\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=60
+    )
+
+
+def test_leaving_runs_exit_handlers_and_flushes_output(tmp_path):
+    r = _main_with(
+        "    atexit.register(lambda: print('handler ran', file=sys.stderr))\n"
+        "    sys.stdout.write('y' * 200000)\n"
+        "    sys.exit(3)",
+        tmp_path,
+    )
+    assert r.returncode == 3
+    assert r.stdout == "y" * 200000
+    assert r.stderr == "handler ran\n"  # and main() never returned
+
+
+def test_leaving_keeps_pythons_exit_statuses(tmp_path):
+    assert _main_with("    return None", tmp_path).returncode == 0
+    assert _main_with("    sys.exit(None)", tmp_path).returncode == 0
+    text = _main_with("    sys.exit('no such site')", tmp_path)
+    assert (text.returncode, text.stderr) == (1, "no such site\n")
+    crash = _main_with("    raise RuntimeError('boom')", tmp_path)
+    assert crash.returncode == 1 and "RuntimeError: boom" in crash.stderr
+
+
+def test_leaving_waits_for_a_running_thread(tmp_path):
+    """With a thread still running, the normal exit (which waits for it) is taken."""
+    r = _main_with(
+        "    def late():\n"
+        "        time.sleep(0.3)\n"
+        "        open('late', 'w').write('done')\n"
+        "    threading.Thread(target=late).start()\n"
+        "    sys.exit(4)",
+        tmp_path,
+    )
+    assert r.returncode == 4
+    assert (tmp_path / "late").read_text() == "done"
+
+
+def test_leaving_reports_a_closed_pipe_as_python_does(tmp_path):
+    """`slurmc jobs | head -n 1`: the reader is gone when the output is flushed at exit;
+    the status and message are Python's own (non-zero, 'BrokenPipeError')."""
+    body = "    time.sleep(0.5)\n    sys.stdout.write('y' * 100)\n    sys.exit(0)"
+    plain = f"import sys, time\ndef fake(argv):\n{body}\nfake([])\n"
+    ours = (
+        "import sys, time\n"
+        "import slurmc.cli.app as app\n"
+        f"def fake(argv):\n{body}\n"
+        "app.main = fake\n"
+        "sys.argv = ['slurmc', 'run']\n"
+        "from slurmc.__main__ import main\n"
+        "main()\n"
+    )
+    results = []
+    for code in (plain, ours):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=tmp_path,
+        )
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()  # before the child writes
+        err = proc.stderr.read().decode()
+        results.append((proc.wait(timeout=60), "BrokenPipeError" in err))
+    assert results[0][0] != 0 and results[0][1]
+    assert results[1] == results[0]

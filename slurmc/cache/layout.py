@@ -22,11 +22,12 @@ import os
 import stat
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from slurmc.errors import CacheError, InvalidReferenceError
 from slurmc.grammar.refs import ImageRef, parse_reference
 from slurmc.runtimes import Runtime
+from slurmc.values import replace
 
 DIR_MODE = 0o2775  # setgid: files made inside keep the directory's group
 # (and the sticky bit, 0o1000, if the parent has it: see make_dirs)

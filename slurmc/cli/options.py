@@ -83,9 +83,8 @@ def prepared_job(
     """Plan a job, pull its image and unpack its venv (unless dry run), decide conda
     activation, and print the job's notes: the steps `run` and `shell` share. *note*
     (which project file supplied which values) goes first among them."""
-    from dataclasses import replace
-
     from slurmc.usecases import submit as launch
+    from slurmc.values import replace
 
     environ = dict(os.environ)
     cwd = os.getcwd()

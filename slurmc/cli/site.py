@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -13,6 +12,7 @@ from slurmc.cli import completion
 from slurmc.cli.common import SUGGEST_COMMANDS, handle_errors, print_json
 from slurmc.core.sites import Site
 from slurmc.errors import SlurmcError
+from slurmc.values import Value, fields
 
 site_app = typer.Typer(
     suggest_commands=SUGGEST_COMMANDS,
@@ -81,8 +81,8 @@ def site_as_dict(site: Site) -> dict[str, Any]:
     """A site's settings as plain JSON values (``slurmc site show --json``)."""
 
     def plain(value: Any) -> Any:
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, Value):
+            return {name: plain(getattr(value, name)) for name in fields(value)}
         if isinstance(value, Mapping):
             return {str(k): plain(v) for k, v in value.items()}
         if isinstance(value, list | tuple):

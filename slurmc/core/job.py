@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import re
 import sys
-from dataclasses import dataclass, field
 
 from slurmc.core.resources import Resources
 from slurmc.core.roots import ResolvedImage, Roots
 from slurmc.core.sites import Site
 from slurmc.grammar.quoting import Quoted, comment, directive, is_utf8, printf_b, sh, sh_join
 from slurmc.runtimes import Runtime
+from slurmc.values import Value, field
 
 
-@dataclass(frozen=True)
-class Job:
+class Job(Value):
     site: Site
     runtime: Runtime
     image: ResolvedImage

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
 
 from slurmc.core.job import Job
 from slurmc.core.resources import Resources, with_defaults
@@ -23,12 +22,12 @@ from slurmc.grammar.quoting import is_utf8 as _is_utf8
 from slurmc.grammar.refs import parse_image
 from slurmc.paths import bundled_dir, config_home
 from slurmc.runtimes import Runtime, get_runtime
+from slurmc.values import Value, field, replace
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
-@dataclass(frozen=True)
-class JobRequest:
+class JobRequest(Value):
     """What the user asked for, as typed."""
 
     image: str

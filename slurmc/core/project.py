@@ -25,11 +25,11 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from slurmc.errors import ConfigError, ValidationError
+from slurmc.values import Value, field
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -56,8 +56,7 @@ LISTS = ("bind", "sbatch-arg", "cache-dir", "catalog")
 KEYS = (*STRINGS, *RESOURCES, *LISTS, "env", "conda")
 
 
-@dataclass(frozen=True)
-class ProjectDefaults:
+class ProjectDefaults(Value):
     file: str = ""
     values: Mapping[str, Any] = field(default_factory=dict)
 

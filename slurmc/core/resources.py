@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
 
 from slurmc.errors import ConfigError, ValidationError
 from slurmc.grammar.quoting import check_directive_value
+from slurmc.values import Value, field, fields
 
 # re.ASCII: \d is [0-9] only; Unicode digits (``١٢٣``) would pass and fail later in sbatch
 _TIME = re.compile(
@@ -81,8 +81,7 @@ def validate_defaults(values: Mapping[str, str]) -> None:
             raise ConfigError(f"default {k} = {v!r} is invalid ({exc})") from None
 
 
-@dataclass(frozen=True)
-class Resources:
+class Resources(Value):
     """The Slurm side of a job: validated option values, None where unset."""
 
     job_name: str | None = None
@@ -102,12 +101,12 @@ class Resources:
     extra: tuple[str, ...] = field(default=())
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            if f.name == "extra":
+        for name in fields(self):
+            if name == "extra":
                 continue
-            value = getattr(self, f.name)
+            value = getattr(self, name)
             if value is not None:
-                validate(f.name, value)
+                validate(name, value)
         for arg in self.extra:
             check_directive_value("--sbatch-arg", arg)
         self.extra_options()  # each one sbatch option, or ValidationError

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from slurmc.core.sites import Site, expand
 from slurmc.errors import ConfigError, ImageNotFoundError
 from slurmc.grammar.refs import ImageRef, ImageSpec
+from slurmc.values import Value
 
 
-@dataclass(frozen=True)
-class Roots:
+class Roots(Value):
     """Where images are looked up: writable caches (first = pull target), read-only catalogs."""
 
     caches: tuple[str, ...] = ()
@@ -27,8 +26,7 @@ class Roots:
         return self.caches[0]
 
 
-@dataclass(frozen=True)
-class ResolvedImage:
+class ResolvedImage(Value):
     spec: ImageSpec
     path: str  # an absolute path, or a URI the runtime resolves itself
     source: str  # "path" | "catalog" | "cache" | "missing" | "uri"

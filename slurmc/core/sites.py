@@ -16,7 +16,6 @@ import os
 import re
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from slurmc.core.toml_table import Table
 from slurmc.errors import ConfigError
 from slurmc.paths import bundled_dir, config_home
 from slurmc.runtimes import DEFAULT_RUNTIME, available, get_runtime
+from slurmc.values import Value, field
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -38,8 +38,7 @@ PULL_WHERE = ("login", "job")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 
 
-@dataclass(frozen=True)
-class Partition:
+class Partition(Value):
     name: str
     gpu_vendor: str = "none"
     gpus_per_node: int = 0
@@ -53,8 +52,7 @@ class Partition:
     gpu_flag: bool | None = None
 
 
-@dataclass(frozen=True)
-class Detect:
+class Detect(Value):
     env: Mapping[str, str] = field(default_factory=dict)
     paths: tuple[str, ...] = ()
     cluster_name: str | None = None
@@ -64,8 +62,7 @@ class Detect:
         return not (self.env or self.paths or self.cluster_name)
 
 
-@dataclass(frozen=True)
-class Site:
+class Site(Value):
     name: str
     source: str
     description: str = ""

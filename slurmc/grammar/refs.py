@@ -9,9 +9,9 @@ no domain means ``docker.io``, and a one-component name on docker.io gets
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from slurmc.errors import InvalidReferenceError
+from slurmc.values import Value
 
 DEFAULT_DOMAIN = "docker.io"
 LEGACY_DOMAINS = {"index.docker.io", "registry-1.docker.io"}
@@ -39,8 +39,7 @@ PATH_TRANSPORTS = ("oci-archive:", "docker-archive:", "oci:")
 REMOTE_TRANSPORTS = ("library://", "oras://", "shub://", "http://", "https://")
 
 
-@dataclass(frozen=True)
-class ImageRef:
+class ImageRef(Value):
     """A parsed, normalised OCI/Docker reference."""
 
     domain: str
@@ -101,8 +100,7 @@ class ImageRef:
         return out
 
 
-@dataclass(frozen=True)
-class ImageSpec:
+class ImageSpec(Value):
     """What a user asked for: a registry reference, a local path, or a pass-through URI."""
 
     kind: str  # "ref" | "path" | "uri" | "catalog"

@@ -22,7 +22,6 @@ sources (spf13/pflag v1.0.10) and real runs (Apptainer 1.1.9 and 1.4.5, Singular
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from slurmc.grammar.refs import ImageRef
 from slurmc.runtimes.base import Login, Runtime, Step, docker_uri
@@ -33,7 +32,6 @@ _NOT_IN_B = {"apptainer": "^", "singularityce": '^"'}
 _MOUNT_OPTIONS = {"ro": "ro", "rw": None}
 
 
-@dataclass(frozen=True)
 class Apptainer(Runtime):
     name: str = "apptainer"
     template: str = "launch/apptainer.sh.j2"

@@ -15,16 +15,15 @@ describe commands (argv lists, flags, file names); the cache and the backends ru
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 
 from slurmc.errors import InvalidReferenceError, ValidationError
 from slurmc.grammar.refs import DEFAULT_DOMAIN, ImageRef, is_domain_like
+from slurmc.values import Value, field
 
 _FILENAME_MAX = 255
 
 
-@dataclass(frozen=True)
-class Step:
+class Step(Value):
     """One external command of a pull, with environment additions and the private files
     it reads (a name under the pull's private scratch directory -> its text; written
     mode 0600 before the command runs, removed with the directory after the pull)."""
@@ -34,8 +33,7 @@ class Step:
     files: Mapping[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class Login:
+class Login(Value):
     """A registry login for one pull. Runtimes hand it over their documented channel
     (an environment variable or a private file), never on a command line; its ``repr``
     hides the password."""
@@ -45,8 +43,7 @@ class Login:
     password: str = field(repr=False)
 
 
-@dataclass(frozen=True)
-class UserCopy:
+class UserCopy(Value):
     """A per-user container a runtime makes from the shared cached file after a pull
     (``enroot create``, as manage-enroot-cache does): made only when *name* is not
     in what *list_argv* prints."""
@@ -56,8 +53,7 @@ class UserCopy:
     create_argv: list[str]
 
 
-@dataclass(frozen=True)
-class Runtime:
+class Runtime(Value):
     name: str = ""
     #: the command a site runs when its file names none (``runtime.executable``);
     #: empty: the runtime's name

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import pwd
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from slurmc.grammar.refs import ImageRef
 from slurmc.runtimes.base import Login, Runtime, Step, pull_name
@@ -24,7 +23,6 @@ def _user() -> str:
 _SYSTEM_PATH = {"PATH": "/usr/bin:/bin"}
 
 
-@dataclass(frozen=True)
 class Charliecloud(Runtime):
     name: str = "charliecloud"
     template: str = "launch/charliecloud.sh.j2"

@@ -7,7 +7,6 @@ Slurm's gres); it has no AMD hook, so no flag is rendered for either vendor.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from slurmc.grammar.refs import DEFAULT_DOMAIN, ImageRef
 from slurmc.runtimes.base import Login, Runtime, Step, UserCopy, netrc_line
@@ -22,7 +21,6 @@ def enroot_uri(ref: ImageRef) -> str:
     return f"docker://{ref.domain}#{ref.path}{tag}{digest}"
 
 
-@dataclass(frozen=True)
 class Enroot(Runtime):
     name: str = "enroot"
     template: str = "launch/enroot.sh.j2"

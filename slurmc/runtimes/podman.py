@@ -5,14 +5,12 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from slurmc.errors import InvalidReferenceError
 from slurmc.grammar.refs import ImageRef
 from slurmc.runtimes.base import Login, Runtime, Step, pull_name
 
 
-@dataclass(frozen=True)
 class Podman(Runtime):
     name: str = "podman"
     template: str = "launch/podman.sh.j2"

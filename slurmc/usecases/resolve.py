@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 
 from slurmc.core.job import Job
 from slurmc.core.roots import ResolvedImage, Roots
 from slurmc.errors import ImageNotFoundError
 from slurmc.grammar.refs import ImageSpec
 from slurmc.runtimes import Runtime, available, get_runtime
+from slurmc.values import replace
 
 
 def resolve_image(

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +18,7 @@ from slurmc.core.job import Job, expand_output
 from slurmc.core.plan import JobRequest, plan, with_venv
 from slurmc.core.render import render_batch, render_step
 from slurmc.core.sites import Site, resolve_site
+from slurmc.values import Value, replace
 
 if TYPE_CHECKING:
     from slurmc.backends import Backend, Submission
@@ -35,8 +35,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class SubmitResult:
+class SubmitResult(Value):
     submission: Submission
     output: str | None
     tag: str = ""  # the unique tag in the job's --comment

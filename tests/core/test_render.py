@@ -5,7 +5,6 @@ from __future__ import annotations
 import shlex
 import shutil
 import subprocess
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from slurmc.grammar.quoting import Quoted
 from slurmc.grammar.refs import ImageSpec
 from slurmc.runtimes import available
 from slurmc.usecases.submit import plan_job as plan
+from slurmc.values import replace
 
 GOLDEN = Path(__file__).parents[1] / "golden"
 SITES = sorted(p.stem for p in (Path(__file__).parents[2] / "site-configs").glob("*.toml"))
