@@ -12,6 +12,9 @@ idempotent and never stopped here) and measures, in the same run:
             `slurmc run --dry-run` (local image, with and without --no-conda) and
             `slurmc run` (a real submission), interleaved round-robin, after warm-up
   imports   `python -X importtime` of `slurmc --help` and `slurmc run --dry-run`
+  coldfs    file-system calls of one `slurmc run` and one submitit submission, and both
+            timed with every file-system call delayed (strace --inject), as on a cold
+            shared file system
   resolve   image resolution in fake caches of 10, 1,000 and 100,000 images (empty files
             named by runtime.cache_relpath): `slurmc run --dry-run REF` and
             parse_image + resolve_image in-process; `slurmc cache ls` over each cache
@@ -46,12 +49,15 @@ from pathlib import Path
 from measure import REPO, CommandFailed, loadavg, log
 from report import Report
 from sections_array import SectionsArray
+from sections_coldfs import SectionsColdfs
 from sections_imports import SectionsImports
 from sections_inspect import SectionsInspect
 from sections_startup import SectionsStartup
 
 
-class Bench(SectionsStartup, SectionsImports, SectionsInspect, SectionsArray, Report):
+class Bench(
+    SectionsStartup, SectionsImports, SectionsColdfs, SectionsInspect, SectionsArray, Report
+):
     # ---- main
 
     def main(self) -> int:
@@ -64,7 +70,16 @@ class Bench(SectionsStartup, SectionsImports, SectionsInspect, SectionsArray, Re
             self.work / "jobs-template",
             *self.work.glob("jobs-[0-9]*"),
         ]
-        all_sections = ["startup", "imports", "jobs", "resolve", "inspect", "pulls", "array"]
+        all_sections = [
+            "startup",
+            "imports",
+            "coldfs",
+            "jobs",
+            "resolve",
+            "inspect",
+            "pulls",
+            "array",
+        ]
         self.only = self.args.only.split(",") if self.args.only else all_sections
         unknown = set(self.only) - set(all_sections)
         if unknown:
@@ -156,7 +171,8 @@ def main() -> int:
     ap.add_argument("--slurmc", help="the slurmc console script (default: next to this python)")
     ap.add_argument("--runs", type=int, help="runs per fast command (default 20, quick 5)")
     ap.add_argument(
-        "--only", help="comma-separated sections: startup,imports,jobs,resolve,inspect,pulls,array"
+        "--only",
+        help="comma-separated sections: startup,imports,coldfs,jobs,resolve,inspect,pulls,array",
     )
     return Bench(ap.parse_args()).main()
 

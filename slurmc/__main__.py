@@ -76,9 +76,22 @@ def _leave(code: str | int | None) -> None:
     os._exit(status & 0xFF)
 
 
+def _drop_script_directory() -> None:
+    """Take the console script's own directory (``.../bin``) off the module search path,
+    as ``python -P`` would: nothing there is a module of slurmc's, yet every later
+    import would look there first (a ``stat`` each, about 120 for a run: costly on a
+    shared file system), and a stray ``typing.py`` next to the script would be imported
+    in place of the real one."""
+    if sys.path and not sys.flags.safe_path and sys.argv and sys.argv[0]:
+        here = os.path.dirname(os.path.realpath(sys.argv[0]))
+        if sys.path[0] == here and not os.path.isfile(os.path.join(here, "__main__.py")):
+            del sys.path[0]
+
+
 def main() -> None:
     if _fast_path(sys.argv[1:]):
         return
+    _drop_script_directory()
     import gc
 
     gc.set_threshold(*GC_THRESHOLD)

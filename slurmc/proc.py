@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 from slurmc.errors import ExternalCommandError, ToolMissingError
+from slurmc.values import Value
 
 _HINTS = {
     "sbatch": "is this a Slurm login node? (SLURM_CONF and munge must work)",
@@ -30,8 +30,7 @@ def _cannot_run(tool: str, exc: OSError) -> ToolMissingError:
     )
 
 
-@dataclass(frozen=True)
-class Result:
+class Result(Value):
     argv: tuple[str, ...]
     returncode: int
     stdout: str

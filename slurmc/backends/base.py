@@ -16,10 +16,10 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
 from slurmc.errors import ExternalCommandError, SlurmcError, SubmissionError
+from slurmc.values import Value
 
 _PARSABLE = re.compile(r"(\d+)(?:;(\S+))?\Z")
 
@@ -41,16 +41,14 @@ FINAL_STATES = frozenset(
 )
 
 
-@dataclass(frozen=True)
-class Submission:
+class Submission(Value):
     job_id: str
     cluster: str | None = None
     attempts: int = 1  # sbatch calls made
     recovered: bool = False  # the id came from the tag look-up, not from sbatch's answer
 
 
-@dataclass(frozen=True)
-class JobStatus:
+class JobStatus(Value):
     """What Slurm says about one job. ``exit_code``/``signal`` are None until known."""
 
     job_id: str

@@ -206,6 +206,16 @@ class ImageLock:
             with contextlib.suppress(OSError):
                 os.unlink(unique, **fds)
 
+    def _held(self) -> bool:
+        """Whether anything is at the lock's name now."""
+        try:
+            os.stat(self._name, dir_fd=self.dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        except OSError:
+            return True  # let the link say what is wrong
+        return True
+
     def _look(self, owner: Owner) -> object | None:
         """What the lock looks like now (content and mtime), or None if it is gone."""
         try:
@@ -273,10 +283,15 @@ class ImageLock:
         delay = self.poll
         told: str | None = None
         self._seen = None
+        first = True
         while True:
-            if self._try_link():
+            # after the first try, link only once the lock is gone: a waiter's poll is
+            # then a stat or two, not a file written, linked and removed (32 waiters on
+            # NFS make a lot of those)
+            if (first or not self._held()) and self._try_link():
                 self._start_heartbeat()
                 return True
+            first = False
             if self.ready is not None and self.ready():
                 return False  # what the holder was making is there: no need to wait on
             owner = read_owner(self._name, self.dir_fd)
@@ -293,7 +308,7 @@ class ImageLock:
                     f"if that pull is dead, remove the lock file and retry"
                 )
             time.sleep(delay)
-            delay = min(delay * 1.5, 0.5)  # waiters see a finished pull within 0.5 s
+            delay = min(delay * 1.5, 0.25)  # waiters see a finished pull within 0.25 s
 
     # -- hold -----------------------------------------------------------------------
     def _start_heartbeat(self) -> None:

@@ -37,7 +37,8 @@ GROUPS = {
     "jobs": "jobs",
     "info": "info",
 }
-#: registered on every call, first (help lists commands, then groups, in this order)
+#: registered first for every other command (help lists commands, then groups, in this
+#: order); `slurmc run` and `slurmc site` register only themselves
 _ALWAYS = ("run", "site")
 _ORDER = ("cache", "inspect", "shell", "venv", "jobs", "info")
 _registered: set[str] = set()
@@ -46,10 +47,10 @@ _registered: set[str] = set()
 def load(command: str | None = None) -> typer.Typer:
     """The app with the module of *command* registered (all modules for None, an
     option, or a name that is not a command: they need the whole command list)."""
-    wanted = (
-        (GROUPS[command],) if command in GROUPS else () if command in ("run", "site") else _ORDER
-    )
-    wanted = (*_ALWAYS, *wanted)
+    if command in ("run", "site"):
+        wanted: tuple[str, ...] = (command,)  # `slurmc run` builds no other command's options
+    else:
+        wanted = (*_ALWAYS, *((GROUPS[command],) if command in GROUPS else _ORDER))
     for name in (*_ALWAYS, *_ORDER):  # always in this order, so help lists commands the same way
         if name in wanted and name not in _registered:
             importlib.import_module(f"{__package__}.{name}").register(_app)

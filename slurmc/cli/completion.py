@@ -13,7 +13,6 @@ a traceback into the user's command line.
 from __future__ import annotations
 
 import functools
-import glob
 import os
 from collections.abc import Callable
 from typing import Any
@@ -76,6 +75,8 @@ def images(ctx: click.Context, incomplete: str) -> list[str]:
         cache_dirs = tuple(ctx.params.get("cache_dir") or ())
         roots = site_roots(site, _env(), cache_dirs)
         out += [str(e.ref) for e in entries(roots.caches, get_runtime(site.runtime))]
+    import glob  # only when completing a file name (every command imports this module)
+
     for path in glob.glob(os.path.expanduser(incomplete) + "*"):
         if os.path.isdir(path):
             out.append(path + "/")

@@ -1,6 +1,9 @@
-"""``slurmc run``: plan, pull, render and submit (or run under salloc, or print)."""
+"""``slurmc run``: plan, pull, render and submit (or run under salloc, or print).
 
-from __future__ import annotations
+No ``from __future__ import annotations`` here: Typer reads the parameters' types at
+every run, and string annotations would be compiled and evaluated each time (80 of
+them).
+"""
 
 import os
 import sys

@@ -13,13 +13,14 @@ unescaped ``#`` as the start of a comment), and control characters are refused.
 from __future__ import annotations
 
 import re
-import unicodedata
 
 from slurmc.errors import ValidationError
 
 _SAFE_WORD = re.compile(r"[A-Za-z0-9_@%+=:,./-]+\Z")
 _SAFE_DIRECTIVE = re.compile(r"[A-Za-z0-9_@%+=:,./-]*\Z")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
+#: Unicode's control characters (general category Cc: C0, DEL and C1, a set Unicode
+#: promises never to change) and the line and paragraph separators
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 class Quoted(str):
@@ -29,7 +30,7 @@ class Quoted(str):
 
 
 def has_control(value: str) -> bool:
-    return bool(_CONTROL.search(value)) or any(unicodedata.category(ch) == "Cc" for ch in value)
+    return _CONTROL.search(value) is not None
 
 
 def is_utf8(text: str) -> bool:

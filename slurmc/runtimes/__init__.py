@@ -8,7 +8,6 @@ also defines SingularityCE's); the site file's ``runtime.kind`` names one of the
 from __future__ import annotations
 
 import importlib
-import pkgutil
 
 from slurmc.runtimes.base import Runtime
 
@@ -20,6 +19,8 @@ _FLAVOURS = {"singularity": "apptainer"}
 
 def available() -> list[str]:
     """Every runtime kind a site file may name."""
+    import pkgutil  # only here: a run imports its one runtime by name
+
     names = [m.name for m in pkgutil.iter_modules(__path__) if m.name != "base"]
     return sorted({*names, *_FLAVOURS})
 

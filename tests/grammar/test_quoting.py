@@ -131,3 +131,17 @@ def test_the_error_shows_the_first_40_characters():
     with pytest.raises(ValidationError) as exc:
         directive("--x", "a" * 39 + "b" + "c" * 10 + "\n")
     assert f"value {'a' * 39 + 'b'!r} holds" in str(exc.value)
+
+
+def test_control_characters_are_unicodes_own_cc_set():
+    """has_control refuses exactly Unicode's Cc characters (checked against the
+    unicodedata module's table for every code point) and the line/paragraph separators."""
+    import sys
+    import unicodedata
+
+    from slurmc.grammar.quoting import has_control
+
+    for point in range(sys.maxunicode + 1):
+        char = chr(point)
+        expected = unicodedata.category(char) == "Cc" or char in "\u2028\u2029"
+        assert has_control(f"a{char}b") is expected, hex(point)
