@@ -82,7 +82,7 @@ def _drop_script_directory() -> None:
     import would look there first (a ``stat`` each, about 120 for a run: costly on a
     shared file system), and a stray ``typing.py`` next to the script would be imported
     in place of the real one."""
-    if sys.path and not sys.flags.safe_path and sys.argv and sys.argv[0]:
+    if sys.path and not getattr(sys.flags, "safe_path", False) and sys.argv and sys.argv[0]:
         here = os.path.dirname(os.path.realpath(sys.argv[0]))
         if sys.path[0] == here and not os.path.isfile(os.path.join(here, "__main__.py")):
             del sys.path[0]
