@@ -176,3 +176,21 @@ def test_leaving_reports_a_closed_pipe_as_python_does(tmp_path):
         results.append((proc.wait(timeout=60), "BrokenPipeError" in err))
     assert results[0][0] != 0 and results[0][1]
     assert results[1] == results[0]
+
+
+def test_a_module_beside_the_console_script_is_not_imported(tmp_path):
+    """The console script's directory is off the module search path (as `python -P`
+    does): a stray tomllib.py in ~/.local/bin does not replace the real one."""
+    import shutil
+
+    exe = shutil.which("slurmc")
+    assert exe, "the slurmc console script is not installed"
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    shutil.copy(exe, bindir / "slurmc")
+    (bindir / "tomllib.py").write_text("raise SystemExit('the stray tomllib.py was imported')\n")
+    r = subprocess.run(
+        [str(bindir / "slurmc"), "site", "list"], capture_output=True, text=True, timeout=60
+    )
+    assert r.returncode == 0, r.stderr
+    assert "lumi" in r.stdout
