@@ -54,6 +54,13 @@ class UserCopy(Value):
 
 
 class Runtime(Value):
+    """A container runtime: what differs between runtimes, as settings and hooks.
+
+    A runtime module subclasses it (``class Charliecloud(Runtime):``, no decorator),
+    sets the settings below as class-level defaults, overrides the hooks it needs and
+    lists its instances in ``RUNTIMES``.
+    """
+
     name: str = ""
     #: the command a site runs when its file names none (``runtime.executable``);
     #: empty: the runtime's name

@@ -29,12 +29,9 @@ REPO = Path(__file__).resolve().parents[2]
 MODULE = """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from slurmc.runtimes.base import Runtime
 
 
-@dataclass(frozen=True)
 class HostRun(Runtime):
     name: str = "hostrun"
     template: str = "launch/hostrun.sh.j2"
