@@ -27,6 +27,8 @@ from measure import REPO, CommandFailed, job_id, run
 #: baseline of the delayed rows), a warm network file system, a cold one
 DELAYS_US = (0, 200, 1000)
 _CALL = re.compile(r"^(?:\[pid\s+\d+\]\s+|\d+\s+)?(\w+)\((.*)$")
+#: a call on an open descriptor: newfstatat(3, "", ..., AT_EMPTY_PATH)
+_ON_FD = re.compile(r'\d+, ""')
 
 
 class SectionsColdfs(BenchBase):
@@ -138,7 +140,7 @@ class SectionsColdfs(BenchBase):
                 continue
             call, args = m.group(1), m.group(2)
             total += 1
-            if args.startswith(('AT_FDCWD, ""', '3, ""')) or re.match(r'\d+, ""', args):
+            if _ON_FD.match(args):
                 by_fd += 1
             if "stat" in call:
                 stat += 1

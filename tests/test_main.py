@@ -96,9 +96,10 @@ def test_each_command_alone_is_the_same_command():
         assert loaded == repr(expected), (name, loaded)
 
 
-def _main_with(body: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    """Run the console script's main() with the CLI replaced by *body* (a function of argv)."""
-    code = (
+def _main_code(body: str) -> str:
+    """A program running the console script's main() with the CLI replaced by *body*
+    (the body of a function of argv)."""
+    return (
         "import atexit, sys, threading, time\n"
         "import slurmc.cli.app as app\n"
         f"def fake(argv):\n{body}\n"
@@ -108,8 +109,15 @@ def _main_with(body: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
         "main()\n"
         "print('main returned', file=sys.stderr)\n"
     )
+
+
+def _main_with(body: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=60
+        [sys.executable, "-c", _main_code(body)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
     )
 
 
@@ -153,17 +161,8 @@ def test_leaving_reports_a_closed_pipe_as_python_does(tmp_path):
     the status and message are Python's own (non-zero, 'BrokenPipeError')."""
     body = "    time.sleep(0.5)\n    sys.stdout.write('y' * 100)\n    sys.exit(0)"
     plain = f"import sys, time\ndef fake(argv):\n{body}\nfake([])\n"
-    ours = (
-        "import sys, time\n"
-        "import slurmc.cli.app as app\n"
-        f"def fake(argv):\n{body}\n"
-        "app.main = fake\n"
-        "sys.argv = ['slurmc', 'run']\n"
-        "from slurmc.__main__ import main\n"
-        "main()\n"
-    )
     results = []
-    for code in (plain, ours):
+    for code in (plain, _main_code(body)):
         proc = subprocess.Popen(
             [sys.executable, "-c", code],
             stdout=subprocess.PIPE,
